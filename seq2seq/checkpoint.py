@@ -1,0 +1,117 @@
+"""Atomic files and checkpoints (safetensors weights + JSON metadata, no pickle).
+
+A checkpoint ``NAME`` is two files: ``NAME.safetensors`` (tensors: model weights,
+optionally optimizer state and RNG state) and ``NAME.json`` (everything else).
+Each file is written to a temporary name, flushed to disk and renamed over the
+old one, so a crash leaves either the old or the new file, never half of one.
+Both carry the same random ``checkpoint_id``; loading checks that they match, so a
+crash between the two renames is detected instead of silently mixing states.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from seq2seq.errors import Seq2SeqError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """UTF-8 text variant of :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_checkpoint(stem: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Write ``stem.safetensors`` and ``stem.json`` atomically.
+
+    Args:
+        stem: path without suffix, e.g. ``run/checkpoints/last``.
+        tensors: name -> tensor (moved to CPU, made contiguous).
+        meta: JSON-serialisable metadata.
+    """
+    cid = uuid.uuid4().hex
+    data = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                   metadata={"checkpoint_id": cid, "format": "seq2seq"})
+    atomic_write_bytes(stem.with_suffix(".safetensors"), data)
+    atomic_write_text(stem.with_suffix(".json"), json.dumps({**meta, "checkpoint_id": cid}, indent=1))
+
+
+def load_checkpoint(stem: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_checkpoint` (no pickle involved).
+
+    Returns:
+        tensors (on CPU) and metadata.
+
+    Raises:
+        Seq2SeqError: missing or corrupt files, or files from two different saves.
+    """
+    st_path, js_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    for p in (st_path, js_path):
+        if not p.exists():
+            raise Seq2SeqError(f"{p}: checkpoint file not found")
+    try:
+        raw = st_path.read_bytes()
+        tensors = st_load(raw)
+        header_len = int.from_bytes(raw[:8], "little")
+        header_meta = json.loads(raw[8:8 + header_len]).get("__metadata__", {})
+    except (SafetensorError, ValueError, OSError) as e:
+        raise Seq2SeqError(f"{st_path}: corrupt checkpoint ({e})") from None
+    try:
+        meta = json.loads(js_path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        raise Seq2SeqError(f"{js_path}: corrupt checkpoint metadata ({e})") from None
+    if header_meta.get("checkpoint_id") != meta.get("checkpoint_id"):
+        raise Seq2SeqError(f"{stem}: .safetensors and .json come from different saves "
+                           "(interrupted write?); use the other checkpoint")
+    return tensors, meta
+
+
+def split_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Optimizer ``state_dict`` -> (tensors for safetensors, JSON-able rest)."""
+    tensors, scalars = {}, {}
+    for idx, entries in state["state"].items():
+        for key, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{idx}.{key}"] = value
+            else:
+                scalars[f"{idx}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
+    """Inverse of :func:`split_optimizer_state`."""
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = value
+    for name, value in rest["scalars"].items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    return {"state": state, "param_groups": rest["param_groups"]}

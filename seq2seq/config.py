@@ -1,0 +1,324 @@
+"""Typed configuration: the schema, YAML loading and ``--set`` overrides.
+
+A run is described by one YAML file (``configs/g2p_cmudict.yaml`` is the fully
+commented reference).  It is validated against the pydantic models below; every
+section forbids unknown keys, so a misspelled key fails loudly with its dotted
+path, its line in the file and the nearest valid key::
+
+    configs/x.yaml:14: unknown key 'model.decoder.atention' (did you mean 'attention'?)
+
+Overrides from the command line use dotted paths and YAML values:
+``--set training.max_steps=2000 model.decoder.attention=luong_dot``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from seq2seq.errors import Seq2SeqError
+
+Cell = Literal["rnn", "gru", "lstm"]
+AttentionType = Literal["none", "bahdanau", "luong_dot", "luong_general", "luong_concat"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the parallel data is and how it becomes token ids.
+
+    TSV files hold ``source<TAB>target`` (training) or ``source<TAB>ref1<TAB>ref2...``
+    (valid/test).  Relative paths are resolved against the working directory.
+    """
+
+    train: str
+    valid: Optional[str] = None
+    test: Optional[str] = None
+    src_tokenizer: Literal["char", "word"] = "char"
+    tgt_tokenizer: Literal["char", "word"] = "word"
+    lowercase: bool = False
+    src_min_freq: int = Field(1, ge=1)
+    tgt_min_freq: int = Field(1, ge=1)
+    src_max_size: Optional[int] = Field(None, ge=1)
+    tgt_max_size: Optional[int] = Field(None, ge=1)
+    max_src_len: Optional[int] = Field(None, ge=1)
+    max_tgt_len: Optional[int] = Field(None, ge=1)
+
+
+class EncoderConfig(_Section):
+    """Embedding + RNN encoder (Cho et al. 2014; Bahdanau et al. 2015, sec. 3.2)."""
+
+    cell: Cell = "lstm"
+    embedding_size: int = Field(128, ge=1)
+    hidden_size: int = Field(256, ge=1)
+    layers: int = Field(1, ge=1)
+    bidirectional: bool = True
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+class DecoderConfig(_Section):
+    """Embedding + RNN decoder with optional attention.
+
+    ``attention`` picks both the score function and where it is applied:
+    ``bahdanau`` scores with the previous state before the cell and feeds the
+    context into it (Bahdanau et al. 2015); ``luong_*`` score with the current
+    state after the cell and form ``tanh(W[h; c])`` (Luong et al. 2015, eq. 5),
+    optionally fed to the next input (``input_feeding``, Luong sec. 3.3).
+    """
+
+    cell: Cell = "lstm"
+    embedding_size: int = Field(128, ge=1)
+    hidden_size: int = Field(256, ge=1)
+    layers: int = Field(1, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    attention: AttentionType = "luong_general"
+    attention_size: Optional[int] = Field(None, ge=1)
+    input_feeding: bool = False
+    tie_embeddings: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "DecoderConfig":
+        if self.input_feeding and not self.attention.startswith("luong"):
+            raise ValueError("input_feeding needs a luong_* attention (it feeds tanh(W[h; c]))")
+        if self.tie_embeddings and self.embedding_size != self.hidden_size:
+            raise ValueError("tie_embeddings needs embedding_size == hidden_size")
+        return self
+
+
+class ModelConfig(_Section):
+    """The encoder, the bridge between them, and the decoder."""
+
+    encoder: EncoderConfig = EncoderConfig()
+    decoder: DecoderConfig = DecoderConfig()
+    bridge: Literal["none", "last", "projection"] = "projection"
+
+
+class TrainingConfig(_Section):
+    """Optimisation, limits, validation and early stopping."""
+
+    batch_size: int = Field(64, ge=1)
+    batch_type: Literal["sentences", "tokens"] = "sentences"
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.0, ge=0)
+    clip_grad_norm: Optional[float] = Field(1.0, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    scheduler: Literal["none", "plateau"] = "plateau"
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    plateau_patience: int = Field(2, ge=0)
+    min_learning_rate: float = Field(1e-5, ge=0)
+    max_steps: Optional[int] = Field(None, ge=1)
+    max_epochs: Optional[int] = Field(None, ge=1)
+    max_minutes: Optional[float] = Field(None, gt=0)
+    validate_every: int = Field(1000, ge=1)
+    log_every: int = Field(100, ge=1)
+    early_stopping_metric: Literal["loss", "ppl", "wer", "per", "accuracy", "bleu", "chrf"] = "wer"
+    patience: Optional[int] = Field(None, ge=1)
+    num_threads: Optional[int] = Field(None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress_bar: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainingConfig":
+        if self.max_steps is None and self.max_epochs is None and self.max_minutes is None:
+            raise ValueError("set at least one of max_steps, max_epochs, max_minutes")
+        return self
+
+
+class DecodingConfig(_Section):
+    """Decoding for validation, evaluation and prediction.
+
+    Output stops at ``<eos>`` or after ``max_len = max_len_a * src_len + max_len_b``
+    tokens.
+    """
+
+    max_len_a: float = Field(1.5, ge=0)
+    max_len_b: int = Field(10, ge=1)
+    batch_size: int = Field(256, ge=1)
+
+
+class EvaluationConfig(_Section):
+    """Metrics computed at validation and by ``seq2seq evaluate``."""
+
+    metrics: list[Literal["accuracy", "wer", "per", "bleu", "chrf"]] = ["accuracy", "wer", "per"]
+
+
+class Config(_Section):
+    """A whole run: data, model, training, decoding, evaluation."""
+
+    name: str = "run"
+    seed: int = 1
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig(max_steps=10000)
+    decoding: DecodingConfig = DecodingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> "Config":
+        m = self.training.early_stopping_metric
+        if m not in ("loss", "ppl") and m not in self.evaluation.metrics:
+            raise ValueError(
+                f"training.early_stopping_metric '{m}' must be 'loss', 'ppl' or one of "
+                f"evaluation.metrics {self.evaluation.metrics}")
+        return self
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _key_lines(text: str) -> dict[tuple, int]:
+    """Map each dotted key path of a YAML mapping to its 1-based line number."""
+    lines: dict[tuple, int] = {}
+
+    def walk(node, path):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                p = path + (k.value,)
+                lines[p] = k.start_mark.line + 1
+                walk(v, p)
+
+    try:
+        walk(yaml.compose(text), ())
+    except yaml.YAMLError:
+        pass
+    return lines
+
+
+def _section_model(loc: tuple) -> Optional[type[BaseModel]]:
+    model: Any = Config
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def _format_errors(err: ValidationError, source: str, lines: dict[tuple, int]) -> str:
+    msgs = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if isinstance(p, str))
+        dotted = ".".join(loc)
+        line = None
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in lines:
+                line = lines[loc[:n]]
+                break
+        where = f"{source}:{line}" if line else source
+        if e["type"] == "extra_forbidden":
+            section = _section_model(loc[:-1])
+            hint = ""
+            if section is not None:
+                close = difflib.get_close_matches(loc[-1], list(section.model_fields), n=1, cutoff=0.5)
+                hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(section.model_fields)})"
+            msgs.append(f"{where}: unknown key '{dotted}'{hint}")
+        elif e["type"] == "missing":
+            msgs.append(f"{where}: missing required key '{dotted}'")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            key = f"'{dotted}'" if dotted else "config"
+            msgs.append(f"{where}: {key}: {msg} (got {e.get('input')!r})" if dotted else f"{where}: {msg}")
+    return "; ".join(msgs)
+
+
+def parse_overrides(items: list[str]) -> list[tuple[list[str], Any]]:
+    """Parse ``--set`` items ``a.b.c=value`` (value read as YAML) into (path, value).
+
+    Raises:
+        Seq2SeqError: an item without ``=`` or with an empty key.
+    """
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise Seq2SeqError(f"--set {item!r}: expected KEY=VALUE, e.g. training.max_steps=1000")
+        try:
+            parsed = yaml.safe_load(value) if value != "" else ""
+        except yaml.YAMLError:
+            parsed = value
+        out.append((key.strip().split("."), parsed))
+    return out
+
+
+def apply_overrides(raw: dict, overrides: list[tuple[list[str], Any]]) -> dict:
+    """Set each dotted path in the raw (unvalidated) config dict; returns ``raw``."""
+    for path, value in overrides:
+        node = raw
+        for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[path[-1]] = value
+    return raw
+
+
+def config_from_dict(raw: Any, source: str = "config", text: str = "",
+                     overrides: Optional[list[str]] = None) -> Config:
+    """Validate a raw config mapping.
+
+    Args:
+        raw: the parsed YAML mapping.
+        source: a file name for messages.
+        text: the YAML text, used to report line numbers.
+        overrides: ``--set`` items applied before validation.
+
+    Raises:
+        Seq2SeqError: naming the file, line and dotted key of each problem.
+    """
+    if not isinstance(raw, dict):
+        raise Seq2SeqError(f"{source}: a config must be a YAML mapping of sections (data, model, training, ...)")
+    parsed = parse_overrides(overrides or [])
+    apply_overrides(raw, parsed)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        lines = _key_lines(text)
+        overridden = {tuple(p) for p, _ in parsed}
+        msg = _format_errors(err, source, lines)
+        if any(tuple(e["loc"][:len(p)]) in overridden for e in err.errors() for p in overridden):
+            msg += " (check the --set overrides)"
+        raise Seq2SeqError(msg) from None
+
+
+def load_config(path: str | Path, overrides: Optional[list[str]] = None) -> Config:
+    """Read, override and validate a YAML config file.
+
+    Args:
+        path: the YAML file.
+        overrides: ``--set`` items such as ``"training.max_steps=500"``.
+
+    Returns:
+        The validated :class:`Config`.
+
+    Raises:
+        Seq2SeqError: missing file, YAML syntax error (with line), or schema errors.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise Seq2SeqError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise Seq2SeqError(f"{path}: cannot read config: {e}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise Seq2SeqError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    return config_from_dict(raw if raw is not None else {}, str(path), text, overrides)
+
+
+def dump_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (every key, defaults included)."""
+    from seq2seq.checkpoint import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(config.model_dump(), sort_keys=False))

@@ -1,0 +1,1 @@
+"""Building blocks: encoders, bridge, attention, decoders."""

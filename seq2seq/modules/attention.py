@@ -1,0 +1,121 @@
+"""Attention: score the encoder states h_j against a decoder query and average them.
+
+All scorers share one interface: ``precompute(memory)`` once per batch (the keys,
+so nothing source-side is recomputed at each decoder step), then
+``forward(query, keys, memory, mask)`` for one or many query positions.
+
+Score functions (Luong et al. 2015, eq. 8; Bahdanau et al. 2015, appendix A.1.2):
+
+- ``dot``:     score(q, h_j) = q^T h_j
+- ``general``: score(q, h_j) = q^T W_a h_j
+- ``additive`` (``bahdanau``, ``luong_concat``): score(q, h_j) = v_a^T tanh(W_q q + U_a h_j).
+  Luong's concat form ``v^T tanh(W[q; h_j])`` is the same function with W split into
+  (W_q, U_a); the two names differ in where the decoder applies it (see decoders).
+
+Weights are a softmax over the source with padded positions set to exactly 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from seq2seq.errors import Seq2SeqError
+
+
+class Attention(nn.Module):
+    """Base class: masked softmax and the weighted sum of values."""
+
+    def precompute(self, memory: Tensor) -> Tensor:
+        """Args: memory: (batch, src_len, memory_size). Returns: keys (batch, src_len, K)."""
+        raise NotImplementedError
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        """Args: query (batch, q_len, query_size), keys (batch, src_len, K).
+        Returns: scores (batch, q_len, src_len)."""
+        raise NotImplementedError
+
+    def forward(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Attend for each query position.
+
+        Args:
+            query: (batch, q_len, query_size) decoder states.
+            keys: (batch, src_len, K) from :meth:`precompute`.
+            memory: (batch, src_len, memory_size) encoder states h_j (the values).
+            mask: (batch, src_len) True on real source tokens.
+
+        Returns:
+            context: (batch, q_len, memory_size), c = sum_j a_j h_j.
+            weights: (batch, q_len, src_len), rows sum to 1, exactly 0 on padding.
+        """
+        scores = self.score(query, keys)
+        scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        return torch.bmm(weights, memory), weights
+
+
+class DotAttention(Attention):
+    """Luong dot: q^T h_j.  Needs query_size == memory_size."""
+
+    def __init__(self, query_size: int, memory_size: int):
+        super().__init__()
+        if query_size != memory_size:
+            raise Seq2SeqError(
+                f"luong_dot attention needs decoder.hidden_size ({query_size}) == encoder output size "
+                f"({memory_size}, directions concatenated); use luong_general or luong_concat")
+
+    def precompute(self, memory: Tensor) -> Tensor:
+        return memory
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        return torch.bmm(query, keys.transpose(1, 2))
+
+
+class GeneralAttention(Attention):
+    """Luong general: q^T W_a h_j, with W_a h_j computed once per batch."""
+
+    def __init__(self, query_size: int, memory_size: int):
+        super().__init__()
+        self.key_layer = nn.Linear(memory_size, query_size, bias=False)
+
+    def precompute(self, memory: Tensor) -> Tensor:
+        return self.key_layer(memory)
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        return torch.bmm(query, keys.transpose(1, 2))
+
+
+class AdditiveAttention(Attention):
+    """Additive (Bahdanau) / Luong concat: v_a^T tanh(W_q q + U_a h_j).
+
+    U_a h_j is computed once per batch; each step adds only W_q q.
+    """
+
+    def __init__(self, query_size: int, memory_size: int, attention_size: int):
+        super().__init__()
+        self.key_layer = nn.Linear(memory_size, attention_size, bias=False)
+        self.query_layer = nn.Linear(query_size, attention_size, bias=True)
+        self.energy = nn.Linear(attention_size, 1, bias=False)
+
+    def precompute(self, memory: Tensor) -> Tensor:
+        return self.key_layer(memory)
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        q = self.query_layer(query)                                   # (B, Tq, A)
+        if q.size(1) == 1:                                            # one decoder step
+            return self.energy(torch.tanh(keys + q)).transpose(1, 2)  # (B, 1, S)
+        e = torch.tanh(keys.unsqueeze(1) + q.unsqueeze(2))            # (B, Tq, S, A)
+        return self.energy(e).squeeze(-1)
+
+
+def build_attention(kind: str, query_size: int, memory_size: int, attention_size: int | None) -> Attention | None:
+    """Create the scorer named in the config (``none`` gives None)."""
+    if kind == "none":
+        return None
+    if kind == "luong_dot":
+        return DotAttention(query_size, memory_size)
+    if kind == "luong_general":
+        return GeneralAttention(query_size, memory_size)
+    if kind in ("bahdanau", "luong_concat"):
+        return AdditiveAttention(query_size, memory_size, attention_size or query_size)
+    raise Seq2SeqError(f"unknown attention '{kind}'")

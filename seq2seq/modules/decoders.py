@@ -1,0 +1,203 @@
+"""Recurrent decoder with attention, one step at a time or a whole target at once.
+
+Two placements of attention (chosen by ``attention``):
+
+- Luong et al. 2015 (``luong_dot|general|concat``): run the cell, then attend with
+  its new state h_t and form the attentional state ``o_t = tanh(W_c [h_t; c_t])``
+  (eq. 5); with input feeding (sec. 3.3) o_{t-1} joins the next cell input.
+- Bahdanau et al. 2015 (``bahdanau``): attend with the previous state h_{t-1},
+  feed the context c_t into the cell with y_{t-1} (eq. 4, appendix A.2.2), then
+  ``o_t = tanh(W_c [h_t; c_t])``.
+- ``none``: o_t = h_t (Sutskever et al. 2014; Cho et al. 2014 without the
+  per-step context).
+
+Logits are ``W_out o_t + b`` (W_out optionally the target embedding matrix: tied).
+
+:meth:`RNNDecoder.step` advances one position for search; :meth:`RNNDecoder.forward`
+runs a teacher-forced target.  Without input feeding and with Luong attention or
+none, nothing depends on the previous step's output, so the whole target goes
+through the RNN in one call and attention is one batched matrix product: the fast
+training path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seq2seq.modules.attention import build_attention
+from seq2seq.modules.encoders import EncoderOutput
+from seq2seq.modules.rnn import RNNState, make_rnn
+
+
+@dataclass
+class DecoderState:
+    """Everything the decoder carries from one step to the next.
+
+    Attributes:
+        hidden: (layers, batch, hidden) or the LSTM pair (h, c).
+        feed: (batch, hidden) previous attentional state o_{t-1} (input feeding), or None.
+        memory: (batch, src_len, memory_size) encoder states, or None without attention.
+        keys: (batch, src_len, K) precomputed attention keys, or None.
+        mask: (batch, src_len) True on real source tokens.
+    """
+
+    hidden: RNNState
+    feed: Optional[Tensor]
+    memory: Optional[Tensor]
+    keys: Optional[Tensor]
+    mask: Tensor
+
+    def reorder(self, index: Tensor) -> "DecoderState":
+        """Select / reorder / repeat batch rows, e.g. for beam search.
+
+        Args:
+            index: (new_batch,) row indices into the current batch.
+        """
+        sel = lambda t: t.index_select(0, index) if t is not None else None  # noqa: E731
+        hidden = (tuple(h.index_select(1, index) for h in self.hidden) if isinstance(self.hidden, tuple)
+                  else self.hidden.index_select(1, index))
+        return DecoderState(hidden, sel(self.feed), sel(self.memory), sel(self.keys), sel(self.mask))
+
+
+class RNNDecoder(nn.Module):
+    """Embedding + RNN/GRU/LSTM decoder with optional attention.
+
+    Args:
+        vocab_size: target vocabulary size V.
+        cell: ``rnn``, ``gru`` or ``lstm``.
+        embedding_size: E.
+        hidden_size: H.
+        layers: stacked layers.
+        dropout: on embeddings, between layers and on o_t.
+        attention: ``none``, ``bahdanau``, ``luong_dot``, ``luong_general``, ``luong_concat``.
+        memory_size: encoder output size (directions concatenated).
+        attention_size: hidden size of additive scorers (default H).
+        input_feeding: feed o_{t-1} into the next cell input (Luong only).
+        tie_embeddings: share W_out with the target embedding (needs E == H).
+        pad_id: padding id.
+    """
+
+    def __init__(self, vocab_size: int, cell: str, embedding_size: int, hidden_size: int,
+                 layers: int, dropout: float, attention: str, memory_size: int,
+                 attention_size: Optional[int] = None, input_feeding: bool = False,
+                 tie_embeddings: bool = False, pad_id: int = 0):
+        super().__init__()
+        self.style = "none" if attention == "none" else ("bahdanau" if attention == "bahdanau" else "luong")
+        self.input_feeding = input_feeding and self.style == "luong"
+        self.hidden_size = hidden_size
+        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_id)
+        self.dropout = nn.Dropout(dropout)
+        rnn_input = embedding_size + (memory_size if self.style == "bahdanau" else 0) + (
+            hidden_size if self.input_feeding else 0)
+        self.rnn = make_rnn(cell, rnn_input, hidden_size, layers, dropout)
+        self.attention = build_attention(attention, hidden_size, memory_size, attention_size)
+        self.combine = nn.Linear(hidden_size + memory_size, hidden_size) if self.attention else None
+        self.tied = tie_embeddings
+        if tie_embeddings:
+            self.output_bias = nn.Parameter(torch.zeros(vocab_size))
+        else:
+            self.output = nn.Linear(hidden_size, vocab_size)
+
+    # ------------------------------------------------------------------ state
+    def init_state(self, encoded: EncoderOutput, hidden: RNNState) -> DecoderState:
+        """Start state from the encoder output and the bridge's initial hidden state."""
+        memory = keys = None
+        if self.attention is not None:
+            memory = encoded.outputs
+            keys = self.attention.precompute(memory)
+        feed = None
+        if self.input_feeding:
+            feed = encoded.outputs.new_zeros(encoded.outputs.size(0), self.hidden_size)
+        return DecoderState(hidden, feed, memory, keys, encoded.mask)
+
+    @property
+    def can_run_parallel(self) -> bool:
+        """True when a teacher-forced pass can run the RNN over the whole target at once."""
+        return self.style != "bahdanau" and not self.input_feeding
+
+    # ------------------------------------------------------------------ pieces
+    def logits(self, o: Tensor) -> Tensor:
+        """Output layer. o: (..., H) -> (..., V)."""
+        if self.tied:
+            return F.linear(o, self.embedding.weight, self.output_bias)
+        return self.output(o)
+
+    def _attend_combine(self, h: Tensor, state: DecoderState, context: Optional[Tensor] = None):
+        """o = tanh(W_c [h; c]) for h (B, T, H); returns o (B, T, H), weights (B, T, S)."""
+        weights = None
+        if context is None:
+            context, weights = self.attention(h, state.keys, state.memory, state.mask)
+        return torch.tanh(self.combine(torch.cat([h, context], dim=-1))), weights
+
+    def _advance(self, emb: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
+        """One position. emb: (B, 1, E) -> o_t (B, 1, H), new state, weights (B, 1, S) or None."""
+        weights = None
+        if self.style == "bahdanau":
+            h_prev = (state.hidden[0] if isinstance(state.hidden, tuple) else state.hidden)[-1]
+            context, weights = self.attention(h_prev.unsqueeze(1), state.keys, state.memory, state.mask)
+            out, hidden = self.rnn(torch.cat([emb, context], dim=-1), state.hidden)
+            o, _ = self._attend_combine(out, state, context)
+        else:
+            x = torch.cat([emb, state.feed.unsqueeze(1)], dim=-1) if self.input_feeding else emb
+            out, hidden = self.rnn(x, state.hidden)
+            if self.attention is not None:
+                o, weights = self._attend_combine(out, state)
+            else:
+                o = out
+        o = self.dropout(o)
+        feed = o.squeeze(1) if self.input_feeding else None
+        return o, replace(state, hidden=hidden, feed=feed), weights
+
+    # ------------------------------------------------------------------ API
+    def step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
+        """Advance one target position.
+
+        Args:
+            prev_tokens: (batch,) the previous output y_{t-1} (``<bos>`` at t=1).
+            state: the state after y_{t-1}.
+
+        Returns:
+            logits: (batch, V) unnormalised scores of y_t.
+            state: the new state.
+            attention: (batch, src_len) weights a_t, or None without attention.
+        """
+        emb = self.dropout(self.embedding(prev_tokens.unsqueeze(1)))
+        o, state, weights = self._advance(emb, state)
+        return self.logits(o.squeeze(1)), state, (weights.squeeze(1) if weights is not None else None)
+
+    def forward(self, tgt_in: Tensor, state: DecoderState, return_attention: bool = False
+                ) -> tuple[Tensor, Optional[Tensor]]:
+        """Teacher-forced pass over a whole target.
+
+        Args:
+            tgt_in: (batch, tgt_len) ``<bos> y_1 .. y_{n}`` padded.
+            state: from :meth:`init_state`.
+            return_attention: also return the attention weights.
+
+        Returns:
+            logits: (batch, tgt_len, V).
+            attention: (batch, tgt_len, src_len) or None.
+        """
+        emb = self.dropout(self.embedding(tgt_in))                     # (B, T, E)
+        weights = None
+        if self.can_run_parallel:
+            out, _ = self.rnn(emb, state.hidden)                       # (B, T, H), one call
+            if self.attention is not None:
+                o, weights = self._attend_combine(out, state)
+            else:
+                o = out
+            o = self.dropout(o)
+        else:
+            outs, ws = [], []
+            for t in range(tgt_in.size(1)):
+                o_t, state, w_t = self._advance(emb[:, t:t + 1], state)
+                outs.append(o_t)
+                ws.append(w_t)
+            o = torch.cat(outs, dim=1)
+            weights = torch.cat(ws, dim=1) if return_attention and ws[0] is not None else None
+        return self.logits(o), (weights if return_attention else None)
