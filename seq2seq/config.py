@@ -123,6 +123,7 @@ class TrainingConfig(_Section):
     patience: Optional[int] = Field(None, ge=1)
     num_threads: Optional[int] = Field(None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
     progress_bar: bool = True
 
     @model_validator(mode="after")

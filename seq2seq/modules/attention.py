@@ -35,6 +35,19 @@ class Attention(nn.Module):
         Returns: scores (batch, q_len, src_len)."""
         raise NotImplementedError
 
+    def probabilities(self, query: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
+        """Attention weights a = softmax(score) over real source positions.
+
+        Args:
+            query: (batch, q_len, query_size); keys: (batch, src_len, K);
+            mask: (batch, src_len) True on real source tokens.
+
+        Returns:
+            (batch, q_len, src_len): rows sum to 1, exactly 0 on padding.
+        """
+        scores = self.score(query, keys).masked_fill(~mask.unsqueeze(1), float("-inf"))
+        return torch.softmax(scores, dim=-1)
+
     def forward(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Attend for each query position.
 
@@ -48,9 +61,7 @@ class Attention(nn.Module):
             context: (batch, q_len, memory_size), c = sum_j a_j h_j.
             weights: (batch, q_len, src_len), rows sum to 1, exactly 0 on padding.
         """
-        scores = self.score(query, keys)
-        scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
+        weights = self.probabilities(query, keys, mask)
         return torch.bmm(weights, memory), weights
 
 

@@ -13,16 +13,21 @@ Two placements of attention (chosen by ``attention``):
 
 Logits are ``W_out o_t + b`` (W_out optionally the target embedding matrix: tied).
 
+Since c_t = sum_j a_tj h_j, the context half of W_c [h_t; c_t] equals
+sum_j a_tj (W_cc h_j): ``memory_proj = W_cc h_j`` is computed once per batch and
+each step needs only the attention weights.
+
 :meth:`RNNDecoder.step` advances one position for search; :meth:`RNNDecoder.forward`
 runs a teacher-forced target.  Without input feeding and with Luong attention or
 none, nothing depends on the previous step's output, so the whole target goes
 through the RNN in one call and attention is one batched matrix product: the fast
-training path.
+training path.  Otherwise the loop runs the cell equations on precomputed input
+products (see :mod:`seq2seq.modules.rnn`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -31,7 +36,7 @@ from torch import Tensor, nn
 
 from seq2seq.modules.attention import build_attention
 from seq2seq.modules.encoders import EncoderOutput
-from seq2seq.modules.rnn import RNNState, make_rnn
+from seq2seq.modules.rnn import CellWeights, RNNState, cell_step, input_gates, make_rnn
 
 
 @dataclass
@@ -41,8 +46,9 @@ class DecoderState:
     Attributes:
         hidden: (layers, batch, hidden) or the LSTM pair (h, c).
         feed: (batch, hidden) previous attentional state o_{t-1} (input feeding), or None.
-        memory: (batch, src_len, memory_size) encoder states, or None without attention.
+        memory: (batch, src_len, memory_size) encoder states h_j, or None without attention.
         keys: (batch, src_len, K) precomputed attention keys, or None.
+        memory_proj: (batch, src_len, hidden) W_cc h_j, the context half of W_c, or None.
         mask: (batch, src_len) True on real source tokens.
     """
 
@@ -50,6 +56,7 @@ class DecoderState:
     feed: Optional[Tensor]
     memory: Optional[Tensor]
     keys: Optional[Tensor]
+    memory_proj: Optional[Tensor]
     mask: Tensor
 
     def reorder(self, index: Tensor) -> "DecoderState":
@@ -61,7 +68,8 @@ class DecoderState:
         sel = lambda t: t.index_select(0, index) if t is not None else None  # noqa: E731
         hidden = (tuple(h.index_select(1, index) for h in self.hidden) if isinstance(self.hidden, tuple)
                   else self.hidden.index_select(1, index))
-        return DecoderState(hidden, sel(self.feed), sel(self.memory), sel(self.keys), sel(self.mask))
+        return DecoderState(hidden, sel(self.feed), sel(self.memory), sel(self.keys), sel(self.memory_proj),
+                            sel(self.mask))
 
 
 class RNNDecoder(nn.Module):
@@ -75,7 +83,7 @@ class RNNDecoder(nn.Module):
         layers: stacked layers.
         dropout: on embeddings, between layers and on o_t.
         attention: ``none``, ``bahdanau``, ``luong_dot``, ``luong_general``, ``luong_concat``.
-        memory_size: encoder output size (directions concatenated).
+        memory_size: encoder output size M (directions concatenated).
         attention_size: hidden size of additive scorers (default H).
         input_feeding: feed o_{t-1} into the next cell input (Luong only).
         tie_embeddings: share W_out with the target embedding (needs E == H).
@@ -90,12 +98,14 @@ class RNNDecoder(nn.Module):
         self.style = "none" if attention == "none" else ("bahdanau" if attention == "bahdanau" else "luong")
         self.input_feeding = input_feeding and self.style == "luong"
         self.hidden_size = hidden_size
+        self.p_dropout = dropout
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_id)
         self.dropout = nn.Dropout(dropout)
         rnn_input = embedding_size + (memory_size if self.style == "bahdanau" else 0) + (
             hidden_size if self.input_feeding else 0)
         self.rnn = make_rnn(cell, rnn_input, hidden_size, layers, dropout)
         self.attention = build_attention(attention, hidden_size, memory_size, attention_size)
+        # W_c of o_t = tanh(W_c [h_t; c_t] + b): columns [:H] act on h_t, [H:] on c_t.
         self.combine = nn.Linear(hidden_size + memory_size, hidden_size) if self.attention else None
         self.tied = tie_embeddings
         if tie_embeddings:
@@ -106,14 +116,15 @@ class RNNDecoder(nn.Module):
     # ------------------------------------------------------------------ state
     def init_state(self, encoded: EncoderOutput, hidden: RNNState) -> DecoderState:
         """Start state from the encoder output and the bridge's initial hidden state."""
-        memory = keys = None
+        memory = keys = memory_proj = None
         if self.attention is not None:
             memory = encoded.outputs
             keys = self.attention.precompute(memory)
+            memory_proj = F.linear(memory, self.combine.weight[:, self.hidden_size:])
         feed = None
         if self.input_feeding:
             feed = encoded.outputs.new_zeros(encoded.outputs.size(0), self.hidden_size)
-        return DecoderState(hidden, feed, memory, keys, encoded.mask)
+        return DecoderState(hidden, feed, memory, keys, memory_proj, encoded.mask)
 
     @property
     def can_run_parallel(self) -> bool:
@@ -127,31 +138,39 @@ class RNNDecoder(nn.Module):
             return F.linear(o, self.embedding.weight, self.output_bias)
         return self.output(o)
 
-    def _attend_combine(self, h: Tensor, state: DecoderState, context: Optional[Tensor] = None):
-        """o = tanh(W_c [h; c]) for h (B, T, H); returns o (B, T, H), weights (B, T, S)."""
-        weights = None
-        if context is None:
-            context, weights = self.attention(h, state.keys, state.memory, state.mask)
-        return torch.tanh(self.combine(torch.cat([h, context], dim=-1))), weights
+    def _attentional(self, h: Tensor, weights: Tensor, state: DecoderState, w_ch: Tensor) -> Tensor:
+        """o = tanh(W_ch h + b + sum_j a_j W_cc h_j). h: (B, T, H), weights: (B, T, S) -> (B, T, H)."""
+        return torch.tanh(F.linear(h, w_ch, self.combine.bias) + torch.bmm(weights, state.memory_proj))
 
-    def _advance(self, emb: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
-        """One position. emb: (B, 1, E) -> o_t (B, 1, H), new state, weights (B, 1, S) or None."""
+    def _step_weights(self) -> tuple[CellWeights, Optional[Tensor]]:
+        """Weight views for a run of steps: the cell's, and W_ch (the h half of W_c)."""
+        leading = self.embedding.embedding_dim
+        w_ch = self.combine.weight[:, :self.hidden_size] if self.combine is not None else None
+        return CellWeights(self.rnn, leading), w_ch
+
+    def _advance(self, gates0: Tensor, state: DecoderState, weights_: tuple[CellWeights, Optional[Tensor]]
+                 ) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
+        """One position from layer-0 input products gates0 (B, G).
+
+        Returns o_t (B, H) before dropout, the new state, weights (B, S) or None.
+        """
+        cell, w_ch = weights_
         weights = None
         if self.style == "bahdanau":
             h_prev = (state.hidden[0] if isinstance(state.hidden, tuple) else state.hidden)[-1]
-            context, weights = self.attention(h_prev.unsqueeze(1), state.keys, state.memory, state.mask)
-            out, hidden = self.rnn(torch.cat([emb, context], dim=-1), state.hidden)
-            o, _ = self._attend_combine(out, state, context)
+            weights = self.attention.probabilities(h_prev.unsqueeze(1), state.keys, state.mask)   # (B, 1, S)
+            context = torch.bmm(weights, state.memory).squeeze(1)
+            top, hidden = cell_step(cell, gates0, context, state.hidden)
+            o = self._attentional(top.unsqueeze(1), weights, state, w_ch).squeeze(1)
         else:
-            x = torch.cat([emb, state.feed.unsqueeze(1)], dim=-1) if self.input_feeding else emb
-            out, hidden = self.rnn(x, state.hidden)
+            top, hidden = cell_step(cell, gates0, state.feed if self.input_feeding else None, state.hidden)
             if self.attention is not None:
-                o, weights = self._attend_combine(out, state)
+                weights = self.attention.probabilities(top.unsqueeze(1), state.keys, state.mask)
+                o = self._attentional(top.unsqueeze(1), weights, state, w_ch).squeeze(1)
             else:
-                o = out
-        o = self.dropout(o)
-        feed = o.squeeze(1) if self.input_feeding else None
-        return o, replace(state, hidden=hidden, feed=feed), weights
+                o = top
+        new = DecoderState(hidden, None, state.memory, state.keys, state.memory_proj, state.mask)
+        return o, new, (weights.squeeze(1) if weights is not None else None)
 
     # ------------------------------------------------------------------ API
     def step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
@@ -166,9 +185,12 @@ class RNNDecoder(nn.Module):
             state: the new state.
             attention: (batch, src_len) weights a_t, or None without attention.
         """
-        emb = self.dropout(self.embedding(prev_tokens.unsqueeze(1)))
-        o, state, weights = self._advance(emb, state)
-        return self.logits(o.squeeze(1)), state, (weights.squeeze(1) if weights is not None else None)
+        emb = self.dropout(self.embedding(prev_tokens))
+        o, state, weights = self._advance(input_gates(self.rnn, emb), state, self._step_weights())
+        o = self.dropout(o)
+        if self.input_feeding:
+            state.feed = o
+        return self.logits(o), state, weights
 
     def forward(self, tgt_in: Tensor, state: DecoderState, return_attention: bool = False
                 ) -> tuple[Tensor, Optional[Tensor]]:
@@ -188,16 +210,28 @@ class RNNDecoder(nn.Module):
         if self.can_run_parallel:
             out, _ = self.rnn(emb, state.hidden)                       # (B, T, H), one call
             if self.attention is not None:
-                o, weights = self._attend_combine(out, state)
+                weights = self.attention.probabilities(out, state.keys, state.mask)
+                o = self._attentional(out, weights, state, self.combine.weight[:, :self.hidden_size])
             else:
                 o = out
             o = self.dropout(o)
         else:
+            gates0 = input_gates(self.rnn, emb)                        # (B, T, G), one product
+            bsz, steps = tgt_in.shape
+            keep = None                                                # one dropout mask for all steps
+            if self.training and self.p_dropout > 0:
+                keep = F.dropout(emb.new_ones(bsz, steps, self.hidden_size), self.p_dropout, True)
             outs, ws = [], []
-            for t in range(tgt_in.size(1)):
-                o_t, state, w_t = self._advance(emb[:, t:t + 1], state)
+            step_weights = self._step_weights()
+            for t, gates0_t in enumerate(gates0.unbind(1)):
+                o_t, state, w_t = self._advance(gates0_t, state, step_weights)
+                if keep is not None:
+                    o_t = o_t * keep[:, t]
+                if self.input_feeding:
+                    state.feed = o_t
                 outs.append(o_t)
                 ws.append(w_t)
-            o = torch.cat(outs, dim=1)
-            weights = torch.cat(ws, dim=1) if return_attention and ws[0] is not None else None
+            o = torch.stack(outs, dim=1)
+            if return_attention and ws[0] is not None:
+                weights = torch.stack(ws, dim=1)
         return self.logits(o), (weights if return_attention else None)

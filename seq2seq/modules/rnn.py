@@ -1,9 +1,20 @@
-"""Helpers shared by the RNN encoder and decoder."""
+"""RNN helpers shared by the encoder and decoder.
+
+The decoder's step-by-step path (input feeding, Bahdanau attention, search) does
+not call ``nn.LSTM`` once per position: on CPU each such call carries a large
+fixed cost.  Instead it reads the same ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``
+weights and applies the cell equations directly (:func:`cell_step`), with the
+input-to-hidden products of the whole target computed in one matrix product
+beforehand (:func:`input_gates`).  Parameters and results are those of the torch
+module, so a model trained on one path decodes identically on the other.
+"""
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 # An RNN state: a tensor (layers, batch, hidden) for RNN/GRU, or the pair (h, c) for LSTM.
@@ -14,6 +25,108 @@ CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 def make_rnn(cell: str, input_size: int, hidden_size: int, layers: int, dropout: float,
              bidirectional: bool = False) -> nn.RNNBase:
-    """A batch-first ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM``; dropout between layers only."""
+    """A batch-first ``nn.RNN`` (tanh) / ``nn.GRU`` / ``nn.LSTM``; dropout between layers only."""
     return CELLS[cell](input_size, hidden_size, num_layers=layers, batch_first=True,
                        dropout=dropout if layers > 1 else 0.0, bidirectional=bidirectional)
+
+
+def _weights(rnn: nn.RNNBase, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    return (getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}"),
+            getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}"))
+
+
+def _input_bias(rnn: nn.RNNBase, layer: int) -> Tensor:
+    # LSTM and tanh-RNN add both biases outside any gate product, so they merge;
+    # GRU keeps b_hn inside r * (W_hn h + b_hn), so only b_ih moves to the input side.
+    _, _, b_ih, b_hh = _weights(rnn, layer)
+    return b_ih if isinstance(rnn, nn.GRU) else b_ih + b_hh
+
+
+def input_gates(rnn: nn.RNNBase, x: Tensor) -> Tensor:
+    """Input-to-hidden products of layer 0 for the first ``x.size(-1)`` input columns.
+
+    Args:
+        x: (..., n) the leading n features of layer 0's input (e.g. the embeddings).
+
+    Returns:
+        (..., gates * hidden): ``W_ih[:, :n] x + bias`` (see :func:`_input_bias`).
+    """
+    w_ih = rnn.weight_ih_l0
+    return F.linear(x, w_ih[:, :x.size(-1)], _input_bias(rnn, 0))
+
+
+def _cell(kind: type, gates: Tensor, h: Tensor, c: Optional[Tensor], w_hh_t: Tensor, b_hh: Tensor):
+    """One cell update from precomputed input gates (PyTorch's gate order and equations)."""
+    if kind is nn.LSTM:
+        gates = torch.addmm(gates, h, w_hh_t)
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+    if kind is nn.GRU:
+        gh = torch.addmm(b_hh, h, w_hh_t)
+        hidden = h.size(1)
+        rz = torch.sigmoid(gates[:, :2 * hidden] + gh[:, :2 * hidden])
+        r, z = rz.chunk(2, dim=1)
+        n = torch.tanh(gates[:, 2 * hidden:] + r * gh[:, 2 * hidden:])
+        return n + z * (h - n), None
+    return torch.tanh(torch.addmm(gates, h, w_hh_t)), None
+
+
+class CellWeights:
+    """Views of a torch RNN's weights, sliced and transposed once per pass.
+
+    Slicing a parameter inside the step loop would make autograd build a
+    full-size zero gradient per step; slicing once lets the steps' gradients
+    accumulate on the views.
+
+    Args:
+        rnn: the batch-first torch RNN.
+        leading: layer-0 input columns handled by :func:`input_gates` (the rest,
+            if any, are the ``extra`` input of :func:`cell_step`).
+    """
+
+    def __init__(self, rnn: nn.RNNBase, leading: int):
+        self.kind, self.layers = type(rnn), rnn.num_layers
+        self.dropout, self.training = rnn.dropout, rnn.training
+        self.w_in_t, self.b_in, self.w_hh_t, self.b_hh = [], [], [], []
+        for layer in range(rnn.num_layers):
+            w_ih, w_hh, _, b_hh = _weights(rnn, layer)
+            self.w_in_t.append((w_ih[:, leading:] if layer == 0 else w_ih).t())
+            self.b_in.append(None if layer == 0 else _input_bias(rnn, layer))
+            self.w_hh_t.append(w_hh.t())
+            self.b_hh.append(b_hh)
+
+
+def cell_step(weights: CellWeights, gates0: Tensor, extra: Optional[Tensor], state: RNNState
+              ) -> tuple[Tensor, RNNState]:
+    """Advance a (multi-layer) RNN by one position.
+
+    Args:
+        weights: the RNN's :class:`CellWeights`.
+        gates0: (batch, gates * hidden) layer-0 input products of the leading input
+            columns, from :func:`input_gates`.
+        extra: (batch, m) the remaining layer-0 input columns (input feeding, context),
+            or None.
+        state: (layers, batch, hidden), or (h, c) for LSTM.
+
+    Returns:
+        top: (batch, hidden) the top layer's new state; the new full state.
+    """
+    is_lstm = weights.kind is nn.LSTM
+    h_all, c_all = state if is_lstm else (state, None)
+    hs, cs = [], []
+    x = None
+    for layer in range(weights.layers):
+        if layer == 0:
+            gates = gates0 if extra is None else torch.addmm(gates0, extra, weights.w_in_t[0])
+        else:
+            x = F.dropout(x, weights.dropout, weights.training)
+            gates = torch.addmm(weights.b_in[layer], x, weights.w_in_t[layer])
+        h, c = _cell(weights.kind, gates, h_all[layer], c_all[layer] if is_lstm else None,
+                     weights.w_hh_t[layer], weights.b_hh[layer])
+        hs.append(h)
+        cs.append(c)
+        x = h
+    stack = (lambda ts: ts[0].unsqueeze(0)) if len(hs) == 1 else torch.stack  # noqa: E731
+    h_new = stack(hs)
+    return x, ((h_new, stack(cs)) if is_lstm else h_new)

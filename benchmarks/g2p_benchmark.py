@@ -1,0 +1,97 @@
+"""G2P benchmark on the standard CMUdict split (g014b2b), scored as in the literature.
+
+Trains ``configs/g2p_cmudict.yaml`` (stress-free phonemes) on
+``../shared/data/g2p-cmudict-g014b2b/g014b2b.train`` with 2,670 of its words held
+out for validation (as the papers do), for ``--minutes`` of wall-clock training,
+then decodes the 12,000 words of ``g014b2b.ref`` with the best checkpoint and
+prints WER / PER (a word is wrong unless it equals one of its references; PER =
+edit distance to the closest reference over its length) next to the published
+table of that folder's README.
+
+    python benchmarks/g2p_benchmark.py [--minutes 55] [--set KEY=VALUE ...] [--run runs/bench_g2p]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+from seq2seq.api import Seq2Seq
+from seq2seq.checkpoint import atomic_write_text
+from seq2seq.config import load_config
+from seq2seq.data.tsv import read_tsv
+from seq2seq.training import train
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "g2p-cmudict-g014b2b"
+PUBLISHED = [  # from ../shared/data/g2p-cmudict-g014b2b/README.md (PER %, WER %)
+    ("Sequitur joint-sequence model (Bisani & Ney 2008)", 5.88, 24.53),
+    ("Phonetisaurus WFST", None, 24.4),
+    ("Encoder-decoder LSTM, no attention (Yao & Zweig 2015)", 7.63, 28.61),
+    ("Bidirectional LSTM with alignment (Yao & Zweig 2015)", 5.45, 23.55),
+    ("g2p-seq2seq LSTM 2x512 with attention", None, 23.3),
+    ("Global attention, single model (Toshniwal & Livescu 2016)", 5.04, 21.69),
+    ("Global attention, ensemble (Toshniwal & Livescu 2016)", 4.69, 20.24),
+    ("g2p-seq2seq Transformer 3x256", None, 20.6),
+]
+
+
+def prepare(workdir: Path, n_valid: int = 2670, seed: int = 1234) -> dict[str, Path]:
+    """Split g014b2b.train by word into train/valid TSV; test = g014b2b.ref as is."""
+    examples = read_tsv(DATA / "g014b2b.train")
+    prons: dict[str, list[str]] = {}
+    for e in examples:
+        prons.setdefault(e.source, []).append(e.references[0])
+    words = sorted(prons)
+    random.Random(seed).shuffle(words)
+    valid = set(words[:n_valid])
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths = {"train": workdir / "train.tsv", "valid": workdir / "valid.tsv", "test": DATA / "g014b2b.ref"}
+    atomic_write_text(paths["train"], "".join(f"{w}\t{p}\n" for w in sorted(prons) if w not in valid
+                                              for p in prons[w]))
+    atomic_write_text(paths["valid"], "".join(f"{w}\t" + "\t".join(prons[w]) + "\n" for w in sorted(valid)))
+    return paths
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--minutes", type=float, default=55.0, help="training wall-clock budget")
+    p.add_argument("--run", default="runs/bench_g2p")
+    p.add_argument("--config", default=str(ROOT / "configs" / "g2p_cmudict.yaml"))
+    p.add_argument("--set", nargs="*", default=[], dest="overrides")
+    p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "g2p_benchmark.json"))
+    args = p.parse_args(argv)
+    if not DATA.exists():
+        sys.exit(f"benchmark data not found at {DATA}")
+    paths = prepare(Path(args.run + "_data"))
+    overrides = [f"data.train={paths['train']}", f"data.valid={paths['valid']}", f"data.test={paths['test']}",
+                 f"training.max_minutes={args.minutes}", "training.max_steps=null", "training.max_epochs=null",
+                 "training.validate_every=2000", *args.overrides]
+    config = load_config(args.config, overrides)
+    start = time.time()
+    train(config, args.run, overwrite=True)
+    train_minutes = (time.time() - start) / 60
+    model = Seq2Seq.load(args.run)
+    t0 = time.time()
+    results = model.evaluate(paths["test"])
+    decode_s = time.time() - t0
+    out = {"wer": results["wer"], "per": results["per"], "accuracy": results["accuracy"],
+           "test_words": results["sentences"], "train_minutes": round(train_minutes, 1),
+           "decode_seconds": round(decode_s, 1), "params": model.model.num_parameters(),
+           "config": args.config, "overrides": overrides}
+    print(f"\nG2P, CMUdict g014b2b test ({results['sentences']} words), greedy decoding")
+    print(f"{'system':60s} {'PER %':>6s} {'WER %':>6s}")
+    for name, per, wer in PUBLISHED:
+        print(f"{name:60s} {per if per is not None else '-':>6} {wer:>6}")
+    print(f"{'seq2seq (this run, ' + str(round(train_minutes)) + ' min on this machine)':60s} "
+          f"{results['per']:6.2f} {results['wer']:6.2f}")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(args.json), json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+import pytest
+import sacrebleu
+
+from seq2seq.metrics import bleu, chrf, phoneme_error_rate, sequence_accuracy, word_error_rate
+
+
+def test_wer_uses_any_reference():
+    hyps = [["A", "B"], ["C"], ["D", "E"]]
+    refs = [[["A", "B"]], [["X"], ["C"]], [["D"]]]
+    assert word_error_rate(hyps, refs) == pytest.approx(100 / 3)
+    assert sequence_accuracy(hyps, refs) == pytest.approx(200 / 3)
+
+
+def test_per_uses_closest_reference_length():
+    # word 1: distance 1 to ["A","B","C"] (len 3), distance 2 to ["A"] -> closest: 1 / 3
+    # word 2: exact match with second reference ["X","Y"] -> 0 / 2
+    hyps = [["A", "B", "D"], ["X", "Y"]]
+    refs = [[["A", "B", "C"], ["A"]], [["X"], ["X", "Y"]]]
+    assert phoneme_error_rate(hyps, refs) == pytest.approx(100 * 1 / 5)
+
+
+def test_per_hand_computed():
+    hyps = [["K", "AE", "T"], []]
+    refs = [[["K", "AA", "T", "S"]], [["AH"]]]
+    # sub + ins = 2 over 4, plus 1 deletion over 1 -> 3 / 5
+    assert phoneme_error_rate(hyps, refs) == pytest.approx(60.0)
+
+
+def test_bleu_and_chrf_match_sacrebleu():
+    hyps = ["the cat sat on the mat", "a dog barked loudly today"]
+    refs = [["the cat sat on a mat"], ["the dog barked loudly"]]
+    score, sig = bleu(hyps, refs)
+    assert score == pytest.approx(sacrebleu.corpus_bleu(hyps, [[r[0] for r in refs]]).score)
+    assert "nrefs:1" in sig and "tok:13a" in sig
+    c, csig = chrf(hyps, refs)
+    assert c == pytest.approx(sacrebleu.corpus_chrf(hyps, [[r[0] for r in refs]]).score)
+
+
+def test_mismatched_lengths_raise():
+    with pytest.raises(ValueError):
+        word_error_rate([["A"]], [])

@@ -1,0 +1,154 @@
+"""Shapes, masks and equivalences of the encoder, bridge, attention and decoder."""
+
+import itertools
+
+import pytest
+import torch
+
+from seq2seq.config import ModelConfig
+from seq2seq.data.batching import ParallelDataset
+from seq2seq.data.vocab import Vocabulary
+from seq2seq.errors import Seq2SeqError
+from seq2seq.loss import sequence_cross_entropy
+from seq2seq.models.encoder_decoder import EncoderDecoder
+from seq2seq.search import greedy_search
+
+VOCAB = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>"] + list("abcdefgh"))
+ATTENTIONS = ["none", "bahdanau", "luong_dot", "luong_general", "luong_concat"]
+
+
+def build(cell="lstm", attention="luong_general", bridge="projection", input_feeding=False, layers=1,
+          bidirectional=True, dec_cell=None, tie=False):
+    enc_h = 8 if bidirectional else 16
+    cfg = ModelConfig.model_validate({
+        "encoder": {"cell": cell, "embedding_size": 16 if tie else 12, "hidden_size": enc_h, "layers": layers,
+                    "bidirectional": bidirectional, "dropout": 0.0},
+        "decoder": {"cell": dec_cell or cell, "embedding_size": 16 if tie else 12, "hidden_size": 16,
+                    "layers": layers, "dropout": 0.0, "attention": attention, "input_feeding": input_feeding,
+                    "tie_embeddings": tie},
+        "bridge": bridge})
+    torch.manual_seed(0)
+    return EncoderDecoder.from_config(cfg, len(VOCAB), len(VOCAB)).eval()
+
+
+def data():
+    g = torch.Generator().manual_seed(1)
+    src = [torch.randint(4, 12, (n,), generator=g).tolist() for n in (5, 2, 7, 3)]
+    tgt = [torch.randint(4, 12, (n,), generator=g).tolist() for n in (4, 6, 1, 3)]
+    return ParallelDataset(src, tgt, VOCAB, VOCAB)
+
+
+VARIANTS = [dict(cell=c, attention=a) for c, a in itertools.product(["rnn", "gru", "lstm"], ATTENTIONS)] + [
+    dict(attention="luong_concat", input_feeding=True),
+    dict(cell="gru", attention="luong_dot", input_feeding=True, layers=2),
+    dict(attention="bahdanau", layers=2),
+    dict(attention="luong_general", layers=2, bridge="last"),
+    dict(cell="gru", dec_cell="lstm", attention="none", bridge="last"),
+    dict(cell="lstm", dec_cell="gru", attention="luong_general", bridge="none"),
+    dict(attention="luong_general", tie=True),
+    dict(attention="bahdanau", bidirectional=False, bridge="last"),
+]
+
+
+def vid(v):
+    return "-".join(f"{k}={val}" for k, val in v.items())
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=vid)
+def test_shapes_and_teacher_forcing_equals_steps(variant):
+    model = build(**variant)
+    batch = data().batch([0, 1, 2, 3])
+    logits, attn = model(batch, return_attention=True)
+    B, T = batch.tgt_in.shape
+    assert logits.shape == (B, T, len(VOCAB))
+    if variant["attention"] != "none":
+        assert attn.shape == (B, T, batch.src.size(1))
+    # the one-call teacher-forced pass and the step API compute the same thing
+    _, state = model.encode(batch.src, batch.src_lengths, batch.src_mask)
+    for t in range(T):
+        step_logits, state, w = model.decoder.step(batch.tgt_in[:, t], state)
+        torch.testing.assert_close(step_logits, logits[:, t], atol=1e-5, rtol=1e-5)
+        if w is not None:
+            torch.testing.assert_close(w, attn[:, t], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=vid)
+def test_padding_never_changes_a_result(variant):
+    model = build(**variant)
+    ds = data()
+    full, _ = model(ds.batch([0, 1, 2, 3]))
+    for i in range(4):
+        alone, _ = model(ds.batch([i]))
+        n = alone.size(1)
+        torch.testing.assert_close(full[i, :n], alone[0], atol=1e-5, rtol=1e-5)
+    together = greedy_search(model, ds.batch([0, 1, 2, 3]), VOCAB.bos_id, VOCAB.eos_id, 2.0, 3)
+    for i in range(4):
+        single = greedy_search(model, ds.batch([i]), VOCAB.bos_id, VOCAB.eos_id, 2.0, 3)
+        assert single.tokens[0] == together.tokens[i]
+        assert single.scores[0].item() == pytest.approx(together.scores[i].item(), abs=1e-4)
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS[1:])
+def test_attention_sums_to_one_and_is_zero_on_padding(attention):
+    model = build(attention=attention)
+    batch = data().batch([0, 1, 2, 3])
+    _, attn = model(batch, return_attention=True)
+    torch.testing.assert_close(attn.sum(-1), torch.ones(attn.shape[:2]))
+    pad = ~batch.src_mask.unsqueeze(1).expand_as(attn)
+    assert (attn[pad] == 0).all()
+    hyp = greedy_search(model, batch, VOCAB.bos_id, VOCAB.eos_id, 2.0, 3, return_attention=True)
+    for i, a in enumerate(hyp.attention):
+        assert a.shape == (len(hyp.tokens[i]) + 1 if len(hyp.tokens[i]) < a.shape[0] else a.shape[0],
+                           int(batch.src_lengths[i]))
+        torch.testing.assert_close(a.sum(-1), torch.ones(a.shape[0]))
+
+
+def test_loss_ignores_padding():
+    model = build()
+    ds = data()
+    batch = ds.batch([0, 1, 2, 3])
+    logits, _ = model(batch)
+    loss, n = sequence_cross_entropy(logits, batch.tgt_out, VOCAB.pad_id)
+    assert n == int(batch.tgt_mask.sum())
+    # garbage logits on padded positions change nothing
+    noisy = logits.clone()
+    noisy[~batch.tgt_mask] = 1e3 * torch.randn(int((~batch.tgt_mask).sum()), len(VOCAB))
+    loss2, _ = sequence_cross_entropy(noisy, batch.tgt_out, VOCAB.pad_id)
+    assert loss.item() == pytest.approx(loss2.item())
+    # equals the sum of per-sentence losses
+    total = 0.0
+    for i in range(4):
+        lo, _ = model(ds.batch([i]))
+        total += sequence_cross_entropy(lo, ds.batch([i]).tgt_out, VOCAB.pad_id)[0].item()
+    assert loss.item() == pytest.approx(total, rel=1e-5)
+
+
+def test_state_reorder_matches_recomputation():
+    model = build(attention="luong_concat", input_feeding=True)
+    batch = data().batch([0, 1, 2, 3])
+    _, state = model.encode(batch.src, batch.src_lengths, batch.src_mask)
+    logits, state, _ = model.decoder.step(batch.tgt_in[:, 0], state)
+    idx = torch.tensor([2, 2, 0])
+    reordered = state.reorder(idx)
+    nxt = batch.tgt_in[idx, 1]
+    a, _, _ = model.decoder.step(nxt, reordered)
+    b, _, _ = model.decoder.step(batch.tgt_in[:, 1], state)
+    torch.testing.assert_close(a, b[idx])
+
+
+def test_greedy_respects_length_cap():
+    model = build()
+    batch = data().batch([0, 1, 2, 3])
+    hyp = greedy_search(model, batch, VOCAB.bos_id, VOCAB.eos_id, max_len_a=0.0, max_len_b=2)
+    assert all(len(t) <= 2 for t in hyp.tokens)
+    assert all(VOCAB.eos_id not in t for t in hyp.tokens)
+
+
+def test_incompatible_sizes_are_user_errors():
+    with pytest.raises(Seq2SeqError, match="bridge 'last'"):
+        build(bridge="last", layers=1, bidirectional=True, attention="none").bridge.__class__(
+            "last", "lstm", "lstm", 16, 1, 32, 1)
+    with pytest.raises(Seq2SeqError, match="luong_dot"):
+        cfg = ModelConfig.model_validate({"encoder": {"hidden_size": 8}, "decoder": {"hidden_size": 32,
+                                          "attention": "luong_dot"}})
+        EncoderDecoder.from_config(cfg, 10, 10)
