@@ -1,0 +1,112 @@
+"""The ``seq2seq`` command end to end on tiny data, and its errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, cwd, stdin=None):
+    return subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], cwd=cwd, input=stdin,
+                          capture_output=True, text=True, timeout=300)
+
+
+def write_config(tmp_path, data_dir, extra=""):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(f"""\
+name: tiny
+data:
+  train: {data_dir}/train.tsv
+  valid: {data_dir}/valid.tsv
+  src_tokenizer: word
+  tgt_tokenizer: word
+model:
+  encoder: {{cell: gru, embedding_size: 16, hidden_size: 32}}
+  decoder: {{cell: gru, embedding_size: 16, hidden_size: 32}}
+training:
+  max_steps: 30
+  validate_every: 15
+  log_every: 10
+{extra}""")
+    return cfg
+
+
+@pytest.fixture()
+def trained(tmp_path):
+    r = cli("data", "toy", "--task", "copy", "--out", tmp_path / "data", "--train", 300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    cfg = write_config(tmp_path, tmp_path / "data")
+    r = cli("train", cfg, "--set", "training.learning_rate=0.005", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "[valid] step 30" in r.stderr
+    return tmp_path
+
+
+def test_train_evaluate_predict(trained):
+    run = trained / "runs" / "tiny"
+    assert (run / "checkpoints" / "best.safetensors").exists()
+    r = cli("evaluate", run, "--data", trained / "data" / "test.tsv", "--json", cwd=trained)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert {"wer", "per", "accuracy", "loss", "ppl"} <= set(res) and res["sentences"] == 200
+    table = cli("evaluate", run, "--data", trained / "data" / "test.tsv", cwd=trained)
+    assert "wer" in table.stdout and "per" in table.stdout
+    r = cli("predict", run, cwd=trained, stdin="a b c\n\n   \nd e\n")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split("\n")
+    assert len(lines) == 5 and lines[1] == "" and lines[2] == "" and lines[0] and lines[3]
+
+
+def test_python_api_matches_cli(trained):
+    from seq2seq import Seq2Seq
+
+    model = Seq2Seq.load(trained / "runs" / "tiny")
+    outs = model.predict(["a b c", "d e"])
+    r = cli("predict", trained / "runs" / "tiny", cwd=trained, stdin="a b c\nd e\n")
+    assert r.stdout.splitlines() == outs
+    outs2, attn = model.predict(["a b c", ""], return_attention=True)
+    assert outs2[1] == "" and attn[1] is None and attn[0].shape[1] == 3
+
+
+def test_resume_and_existing_run(trained):
+    cfg = trained / "tiny.yaml"
+    r = cli("train", cfg, cwd=trained)
+    assert r.returncode == 2 and "exists; pass --overwrite" in r.stderr and "Traceback" not in r.stderr
+    r = cli("train", "--resume", trained / "runs" / "tiny", "--set", "training.max_steps=40", cwd=trained)
+    assert r.returncode == 0, r.stderr
+    assert "[resume]" in r.stderr and "from step 30" in r.stderr
+    last = json.loads((trained / "runs" / "tiny" / "checkpoints" / "last.json").read_text())
+    assert last["step"] == 40
+
+
+def one_line_error(r, *fragments):
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("seq2seq: error:"), r.stderr
+    for f in fragments:
+        assert f in err[0], err[0]
+
+
+def test_errors_are_one_line_with_status_2(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.tsv").write_text("a b\tA B\nno tab here\n")
+    (data / "valid.tsv").write_text("a\tA\n")
+    cfg = write_config(tmp_path, data)
+    one_line_error(cli("train", cfg, cwd=tmp_path), "train.tsv:2", "no tab")
+    (data / "train.tsv").write_bytes(b"a b\tA B\n\xff\xfe\tX\n")
+    one_line_error(cli("train", cfg, cwd=tmp_path), "train.tsv:2", "UTF-8")
+    (data / "train.tsv").write_text("a b\t\n")
+    one_line_error(cli("train", cfg, cwd=tmp_path), "train.tsv:1", "empty target")
+    bad = write_config(tmp_path, data, extra="  learning_rat: 0.1\n")
+    one_line_error(cli("train", bad, cwd=tmp_path), "tiny.yaml:14", "training.learning_rat", "learning_rate")
+    one_line_error(cli("train", tmp_path / "missing.yaml", cwd=tmp_path), "missing.yaml", "not found")
+    one_line_error(cli("train", cfg, "--set", "model.decoder.attention=magic", cwd=tmp_path),
+                   "model.decoder.attention")
+    one_line_error(cli("evaluate", tmp_path / "norun", "--data", data / "valid.tsv", cwd=tmp_path),
+                   "not a run directory")
