@@ -37,12 +37,13 @@ sys.path.insert(0, str(HERE / "peers"))
 
 import torch  # noqa: E402
 
-from seq2seq.config import ModelConfig, load_config  # noqa: E402
+from seq2seq.config import ModelConfig, TrainingConfig, load_config  # noqa: E402
 from seq2seq.data.batching import BucketSampler, ParallelDataset  # noqa: E402
 from seq2seq.data.tokenizers import CharTokenizer, WordTokenizer  # noqa: E402
 from seq2seq.data.vocab import Vocabulary  # noqa: E402
 from seq2seq.loss import sequence_cross_entropy  # noqa: E402
 from seq2seq.models.encoder_decoder import EncoderDecoder  # noqa: E402
+from seq2seq.training import build_optimizer  # noqa: E402
 
 IDENTICAL = ModelConfig.model_validate({
     "encoder": {"cell": "lstm", "embedding_size": 128, "hidden_size": 128, "layers": 1, "bidirectional": True,
@@ -87,7 +88,7 @@ def ours(model_cfg: ModelConfig, dataset, sv, tv, batch_size: int, steps: int, w
     torch.manual_seed(1)
     model = EncoderDecoder.from_config(model_cfg, len(sv), len(tv))
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = build_optimizer(TrainingConfig(optimizer="adam", learning_rate=1e-3, max_steps=1), model.parameters())
 
     def step(batch):
         with (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()):

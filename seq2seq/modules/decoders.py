@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from seq2seq.modules.attention import build_attention
 from seq2seq.modules.encoders import EncoderOutput
-from seq2seq.modules.rnn import CellWeights, RNNState, cell_step, input_gates, make_rnn
+from seq2seq.modules.rnn import CellWeights, RNNState, autocast_cast, cell_step, input_gates, make_rnn, run_rnn
 
 
 @dataclass
@@ -146,6 +146,8 @@ class RNNDecoder(nn.Module):
         """Weight views for a run of steps: the cell's, and W_ch (the h half of W_c)."""
         leading = self.embedding.embedding_dim
         w_ch = self.combine.weight[:, :self.hidden_size] if self.combine is not None else None
+        if w_ch is not None:
+            w_ch = autocast_cast(w_ch)(w_ch)
         return CellWeights(self.rnn, leading), w_ch
 
     def _advance(self, gates0: Tensor, state: DecoderState, weights_: tuple[CellWeights, Optional[Tensor]]
@@ -208,7 +210,7 @@ class RNNDecoder(nn.Module):
         emb = self.dropout(self.embedding(tgt_in))                     # (B, T, E)
         weights = None
         if self.can_run_parallel:
-            out, _ = self.rnn(emb, state.hidden)                       # (B, T, H), one call
+            out, _ = run_rnn(self.rnn, emb, state.hidden)              # (B, T, H), one call
             if self.attention is not None:
                 weights = self.attention.probabilities(out, state.keys, state.mask)
                 o = self._attentional(out, weights, state, self.combine.weight[:, :self.hidden_size])

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seq2seq.modules.rnn import RNNState, make_rnn
+from seq2seq.modules.rnn import RNNState, make_rnn, run_rnn
 
 
 @dataclass
@@ -80,7 +80,7 @@ class RNNEncoder(nn.Module):
                              f"{tuple(src_lengths.shape)}")
         emb = self.dropout(self.embedding(src))
         packed = pack_padded_sequence(emb, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, final = self.rnn(packed)
+        out, final = run_rnn(self.rnn, packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
         if isinstance(final, tuple):
             final = (self._merge_directions(final[0]), self._merge_directions(final[1]))

@@ -55,21 +55,57 @@ def input_gates(rnn: nn.RNNBase, x: Tensor) -> Tensor:
     return F.linear(x, w_ih[:, :x.size(-1)], _input_bias(rnn, 0))
 
 
+def autocast_cast(like: Tensor):
+    """Under autocast, a function casting weights to the autocast dtype once per pass
+    (instead of once per step inside every matrix product); otherwise identity."""
+    device = like.device.type
+    if not torch.is_autocast_enabled(device):
+        return lambda w: w
+    dtype = torch.get_autocast_dtype(device)
+    return lambda w: w.to(dtype)
+
+
+def run_rnn(rnn: nn.RNNBase, inputs, hx=None):
+    """Call ``rnn`` on a tensor or PackedSequence; under autocast, in the autocast dtype.
+
+    Autocast does not lower torch's RNN kernels, so under autocast the weights and
+    inputs are cast here (once per call); on CPUs with AVX512-BF16 this runs the
+    oneDNN bf16 LSTM, about 1.6x faster than fp32.  Without autocast: ``rnn(inputs, hx)``.
+    """
+    device = rnn.weight_hh_l0.device.type
+    if not torch.is_autocast_enabled(device):
+        return rnn(inputs, hx)
+    from torch.func import functional_call
+    from torch.nn.utils.rnn import PackedSequence
+
+    dtype = torch.get_autocast_dtype(device)
+    params = {name: p.to(dtype) for name, p in rnn.named_parameters()}
+    if isinstance(inputs, PackedSequence):
+        inputs = inputs._replace(data=inputs.data.to(dtype))
+    else:
+        inputs = inputs.to(dtype)
+    if hx is not None:
+        hx = tuple(h.to(dtype) for h in hx) if isinstance(hx, tuple) else hx.to(dtype)
+    with torch.autocast(device, enabled=False):
+        return functional_call(rnn, params, (inputs, hx))
+
+
 def _cell(kind: type, gates: Tensor, h: Tensor, c: Optional[Tensor], w_hh_t: Tensor, b_hh: Tensor):
     """One cell update from precomputed input gates (PyTorch's gate order and equations)."""
     if kind is nn.LSTM:
-        gates = torch.addmm(gates, h, w_hh_t)
+        gates = torch.addmm(gates, h, w_hh_t).float()
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(c), c
     if kind is nn.GRU:
-        gh = torch.addmm(b_hh, h, w_hh_t)
+        gh = torch.addmm(b_hh, h, w_hh_t).float()
+        gates = gates.float()
         hidden = h.size(1)
         rz = torch.sigmoid(gates[:, :2 * hidden] + gh[:, :2 * hidden])
         r, z = rz.chunk(2, dim=1)
         n = torch.tanh(gates[:, 2 * hidden:] + r * gh[:, 2 * hidden:])
         return n + z * (h - n), None
-    return torch.tanh(torch.addmm(gates, h, w_hh_t)), None
+    return torch.tanh(torch.addmm(gates, h, w_hh_t).float()), None
 
 
 class CellWeights:
@@ -89,11 +125,12 @@ class CellWeights:
         self.kind, self.layers = type(rnn), rnn.num_layers
         self.dropout, self.training = rnn.dropout, rnn.training
         self.w_in_t, self.b_in, self.w_hh_t, self.b_hh = [], [], [], []
+        cast = autocast_cast(rnn.weight_hh_l0)
         for layer in range(rnn.num_layers):
             w_ih, w_hh, _, b_hh = _weights(rnn, layer)
-            self.w_in_t.append((w_ih[:, leading:] if layer == 0 else w_ih).t())
+            self.w_in_t.append(cast((w_ih[:, leading:] if layer == 0 else w_ih).t()))
             self.b_in.append(None if layer == 0 else _input_bias(rnn, layer))
-            self.w_hh_t.append(w_hh.t())
+            self.w_hh_t.append(cast(w_hh.t()))
             self.b_hh.append(b_hh)
 
 
