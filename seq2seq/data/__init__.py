@@ -1,0 +1,1 @@
+"""Data: TSV reading, tokenizers, vocabularies, batching, dataset recipes."""

@@ -1,0 +1,43 @@
+"""Toy tasks for tests and newcomers: copy and reverse random symbol strings."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from seq2seq.checkpoint import atomic_write_text
+from seq2seq.errors import Seq2SeqError
+
+TASKS = ("copy", "reverse")
+
+
+def toy_pairs(task: str, n: int, seed: int, symbols: str = "abcdefghij", min_len: int = 2,
+              max_len: int = 8) -> list[tuple[str, str]]:
+    """``n`` random (source, target) pairs of space-separated symbols.
+
+    ``copy``: target = source; ``reverse``: target = source reversed.
+    """
+    if task not in TASKS:
+        raise Seq2SeqError(f"unknown toy task {task!r} (choose from {', '.join(TASKS)})")
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(n):
+        seq = [rng.choice(symbols) for _ in range(rng.randint(min_len, max_len))]
+        tgt = seq if task == "copy" else seq[::-1]
+        pairs.append((" ".join(seq), " ".join(tgt)))
+    return pairs
+
+
+def write_toy_task(task: str, out: str | Path, train: int = 3000, valid: int = 200, test: int = 200,
+                   seed: int = 1, overwrite: bool = False) -> None:
+    """Write ``train.tsv``, ``valid.tsv``, ``test.tsv`` of a toy task under ``out``.
+
+    Raises:
+        Seq2SeqError: unknown task or existing files without ``overwrite``.
+    """
+    out = Path(out)
+    for name, n, s in (("train", train, seed), ("valid", valid, seed + 1), ("test", test, seed + 2)):
+        path = out / f"{name}.tsv"
+        if path.exists() and not overwrite:
+            raise Seq2SeqError(f"{path}: exists; pass --overwrite to replace")
+        atomic_write_text(path, "".join(f"{s_}\t{t}\n" for s_, t in toy_pairs(task, n, s)))

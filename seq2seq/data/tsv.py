@@ -1,0 +1,74 @@
+"""Reading parallel TSV files with errors that name the file and line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from seq2seq.errors import Seq2SeqError
+
+
+@dataclass
+class Example:
+    """One source with one or more reference targets.
+
+    Attributes:
+        source: the source text.
+        references: target texts (one for training files; possibly several for
+            evaluation files, as in the G2P test set). Empty for source-only input.
+        line: 1-based line number in its file.
+    """
+
+    source: str
+    references: list[str]
+    line: int
+
+
+def read_tsv(path: str | Path, multi_reference: bool = False) -> list[Example]:
+    """Read ``source<TAB>target`` lines (UTF-8).
+
+    Blank lines are skipped.  With ``multi_reference`` every further column is
+    another reference: ``source<TAB>ref1<TAB>ref2...``.
+
+    Args:
+        path: the TSV file.
+        multi_reference: allow more than one target column.
+
+    Returns:
+        The examples in file order.
+
+    Raises:
+        Seq2SeqError: ``path:line: ...`` for a missing file, invalid UTF-8, a line
+            without a tab, an empty source or target, or extra columns in a
+            single-reference file.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise Seq2SeqError(f"{path}: file not found") from None
+    except OSError as e:
+        raise Seq2SeqError(f"{path}: cannot read: {e.strerror or e}") from None
+    examples = []
+    for n, bline in enumerate(raw.split(b"\n"), start=1):
+        try:
+            line = bline.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as e:
+            raise Seq2SeqError(f"{path}:{n}: invalid UTF-8 at byte {e.start} of the line") from None
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2:
+            raise Seq2SeqError(f"{path}:{n}: no tab between source and target (expected 'source<TAB>target')")
+        if len(fields) > 2 and not multi_reference:
+            raise Seq2SeqError(f"{path}:{n}: {len(fields)} columns; a training file has exactly 'source<TAB>target'")
+        source, refs = fields[0].strip(), [f.strip() for f in fields[1:]]
+        if not source:
+            raise Seq2SeqError(f"{path}:{n}: empty source")
+        for i, r in enumerate(refs, start=2):
+            if not r:
+                raise Seq2SeqError(f"{path}:{n}: empty target in column {i}")
+        examples.append(Example(source, refs, n))
+    if not examples:
+        raise Seq2SeqError(f"{path}: no examples (the file is empty)")
+    return examples

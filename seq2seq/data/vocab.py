@@ -1,0 +1,88 @@
+"""Vocabulary: token <-> id, with the specials ``<pad> <unk> <bos> <eos>``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Optional
+
+from seq2seq.errors import Seq2SeqError
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+SPECIALS = (PAD, UNK, BOS, EOS)
+
+
+class Vocabulary:
+    """A fixed token list; ids 0-3 are ``<pad> <unk> <bos> <eos>``.
+
+    Built from training data only (:meth:`build`), saved as plain text, one token
+    a line in id order (:meth:`save`, :meth:`load`).
+    """
+
+    pad_id, unk_id, bos_id, eos_id = 0, 1, 2, 3
+
+    def __init__(self, tokens: Iterable[str]):
+        self.itos = list(tokens)
+        if tuple(self.itos[:4]) != SPECIALS:
+            raise Seq2SeqError(f"a vocabulary must start with {' '.join(SPECIALS)}")
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            raise Seq2SeqError("a vocabulary must not repeat a token")
+
+    @classmethod
+    def build(cls, sequences: Iterable[list[str]], min_freq: int = 1,
+              max_size: Optional[int] = None) -> "Vocabulary":
+        """Count tokens and keep those seen ``min_freq`` times or more.
+
+        Args:
+            sequences: tokenized training sentences.
+            min_freq: minimum count to enter the vocabulary.
+            max_size: keep at most this many non-special tokens (most frequent
+                first; ties broken alphabetically, so the result is deterministic).
+        """
+        counts = Counter(t for seq in sequences for t in seq)
+        kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in SPECIALS),
+                      key=lambda t: (-counts[t], t))
+        if max_size is not None:
+            kept = kept[:max_size]
+        return cls(list(SPECIALS) + kept)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, tokens: list[str]) -> list[int]:
+        """Tokens -> ids; unknown tokens map to ``unk_id``."""
+        get, unk = self.stoi.get, self.unk_id
+        return [get(t, unk) for t in tokens]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        """Ids -> tokens, stopping at ``<eos>`` and dropping ``<pad>``/``<bos>``."""
+        out = []
+        for i in ids:
+            if i == self.eos_id:
+                break
+            if i not in (self.pad_id, self.bos_id):
+                out.append(self.itos[i])
+        return out
+
+    def save(self, path: str | Path) -> None:
+        """Write one token a line (UTF-8), atomically."""
+        from seq2seq.checkpoint import atomic_write_text
+
+        atomic_write_text(Path(path), "\n".join(self.itos) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocabulary":
+        """Read a vocabulary written by :meth:`save`.
+
+        Raises:
+            Seq2SeqError: missing file or a file that does not start with the specials.
+        """
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise Seq2SeqError(f"{path}: cannot read vocabulary: {e.strerror or e}") from None
+        try:
+            return cls(text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"))
+        except Seq2SeqError as e:
+            raise Seq2SeqError(f"{path}: {e}") from None
