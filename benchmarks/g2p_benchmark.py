@@ -70,7 +70,7 @@ def main(argv=None) -> None:
     paths = prepare(Path(args.run + "_data"))
     overrides = [f"data.train={paths['train']}", f"data.valid={paths['valid']}", f"data.test={paths['test']}",
                  f"training.max_minutes={args.minutes}", "training.max_steps=null", "training.max_epochs=null",
-                 "training.validate_every=2000", *args.overrides]
+                 "training.validate_every=1000", *args.overrides]
     config = load_config(args.config, overrides)
     start = time.time()
     train(config, args.run, overwrite=True)

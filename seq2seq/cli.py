@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True)
     c.add_argument("--stress", default="strip", choices=["keep", "strip"])
     c.add_argument("--exclude", help="file of words to leave out (first column), e.g. a test set")
-    c.add_argument("--valid-fraction", type=float, default=0.05)
+    c.add_argument("--valid-fraction", type=float, default=0.02)
     c.add_argument("--test-fraction", type=float, default=0.05)
     c.add_argument("--seed", type=int, default=1234)
     c.add_argument("--overwrite", action="store_true")

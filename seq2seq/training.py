@@ -17,6 +17,7 @@ is the cross-entropy per real target token.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -69,6 +70,17 @@ def build_optimizer(cfg, params) -> torch.optim.Optimizer:
         return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
     return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                            fused=True)
+
+
+def autocast(precision: str, device: torch.device):
+    """Context for the training forward pass: bf16 autocast, or nothing for fp32.
+
+    Under bf16, matrix products run in bfloat16 while parameters, optimizer state,
+    cell states and the loss stay in fp32 (mixed precision).
+    """
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -274,8 +286,9 @@ class Trainer:
             batches = self.sampler.batches(st.epoch)
             while st.batch_in_epoch < len(batches):
                 batch = self.train_split.dataset.batch(batches[st.batch_in_epoch]).to(self.device)
-                logits, _ = self.model(batch)
-                loss_sum, ntok = sequence_cross_entropy(logits, batch.tgt_out, pad, t.label_smoothing)
+                with autocast(t.precision, self.device):
+                    logits, _ = self.model(batch)
+                loss_sum, ntok = sequence_cross_entropy(logits.float(), batch.tgt_out, pad, t.label_smoothing)
                 loss = loss_sum / ntok
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -309,9 +322,8 @@ class Trainer:
                 if self._bar is not None:
                     self._bar.update(1)
                 if st.step % t.validate_every == 0:
-                    self.validate()
+                    self.validate()       # its time counts towards max_minutes (via last_tick)
                     validated_at = st.step
-                    last_tick = time.perf_counter()
                     window_start = time.perf_counter()
                     window_tokens, window_loss, window_steps = 0, 0.0, 0
                 st.stopped = st.stopped or self._limit_reached()

@@ -107,7 +107,7 @@ def test_cmudict_split(tmp_path):
     tr, te, va = {e.source for e in train}, {e.source for e in test}, {e.source for e in valid}
     assert not (tr & te) and not (tr & va) and not (te & va)
     assert not (excl & (tr | te | va))
-    assert counts["test_words"] == len(te) and abs(len(te) / (len(tr) + len(te) + len(va)) - 0.05) < 0.001
+    assert counts["test_words"] == len(te) and abs(len(te) / (len(tr) + len(te) + len(va)) - 0.05) < 0.001 and abs(len(va) / len(tr | te | va) - 0.02) < 0.001
     assert not any(ch.isdigit() for e in train[:2000] for ch in e.references[0])
     assert any(len(e.references) > 1 for e in test)      # every pronunciation kept as a reference
     with pytest.raises(Seq2SeqError, match="exists"):

@@ -22,7 +22,8 @@ ATTENTION_CASES = {
     "cell=lstm": {"model.encoder.cell": "lstm", "model.decoder.cell": "lstm"},
     # each attention type
     "attention=bahdanau": {"model.decoder.attention": "bahdanau"},
-    "attention=luong_dot": {"model.decoder.attention": "luong_dot", "model.encoder.hidden_size": 32},
+    "attention=luong_dot": {"model.decoder.attention": "luong_dot", "model.encoder.hidden_size": 32,
+                            "training.max_steps": 1500},
     "attention=luong_concat+input_feeding": {"model.decoder.attention": "luong_concat",
                                              "model.decoder.input_feeding": "true"},
     # the bridge that passes nothing: attention alone carries the source
@@ -57,3 +58,25 @@ def test_learns_reverse_through_the_bridge_alone(name, reverse_short_data, tmp_p
                  **NO_ATTENTION_CASES[name]}
     results = _train_and_score(reverse_short_data, overrides, tmp_path)
     assert results["accuracy"] >= 95.0, results
+
+
+def test_every_shipped_config_validates():
+    from pathlib import Path
+
+    from seq2seq.config import load_config
+
+    configs = sorted(Path("configs").glob("*.yaml"))
+    assert len(configs) >= 4
+    for path in configs:
+        load_config(path)
+
+
+def test_word_pairs_toy_config_memorises_the_seed_pairs(tmp_path):
+    from seq2seq.config import load_config
+
+    config = load_config("configs/toy_word_pairs.yaml", ["training.progress_bar=false"])
+    torch.manual_seed(0)
+    train(config, tmp_path / "run")
+    model = Seq2Seq.load(tmp_path / "run")
+    assert model.predict(["king", "man", "prince"]) == ["queen", "woman", "princess"]
+    assert model.evaluate("examples/word_pairs.tsv")["accuracy"] >= 95.0
