@@ -32,7 +32,7 @@ from torch import nn
 
 from seq2seq.checkpoint import join_optimizer_state, load_checkpoint, save_checkpoint, split_optimizer_state
 from seq2seq.config import Config, dump_config, load_config
-from seq2seq.data.batching import BucketSampler
+from seq2seq.data.batching import Batch, BucketSampler
 from seq2seq.data.corpus import Corpus, Split
 from seq2seq.data.tsv import read_tsv
 from seq2seq.errors import Seq2SeqError
@@ -267,12 +267,31 @@ class Trainer:
             left.append(60 * t.max_minutes - st.elapsed_s)
         return max(0.0, min(left))
 
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, int]:
+        """One update with full teacher forcing: forward, per-token loss, backward,
+        clipping, optimizer step.
+
+        Returns:
+            The summed loss of the batch (detached, nats) and its target tokens.
+        """
+        t = self.config.training
+        batch = batch.to(self.device)
+        with autocast(t.precision, self.device):
+            logits, _ = self.model(batch)
+        loss_sum, ntok = sequence_cross_entropy(logits.float(), batch.tgt_out, self.corpus.tgt_vocab.pad_id,
+                                                t.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss_sum / ntok).backward()
+        if t.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_grad_norm)
+        self.optimizer.step()
+        return loss_sum.detach(), ntok
+
     def fit(self) -> TrainState:
         """Train until a limit or early stopping; returns the final counters."""
         from tqdm import tqdm
 
         t, st = self.config.training, self.state
-        pad = self.corpus.tgt_vocab.pad_id
         self.model.train()
         use_bar = t.progress_bar and sys.stderr.isatty()
         self._bar = tqdm(total=t.max_steps, initial=st.step, unit="step", dynamic_ncols=True,
@@ -285,23 +304,14 @@ class Trainer:
         while not st.stopped:
             batches = self.sampler.batches(st.epoch)
             while st.batch_in_epoch < len(batches):
-                batch = self.train_split.dataset.batch(batches[st.batch_in_epoch]).to(self.device)
-                with autocast(t.precision, self.device):
-                    logits, _ = self.model(batch)
-                loss_sum, ntok = sequence_cross_entropy(logits.float(), batch.tgt_out, pad, t.label_smoothing)
-                loss = loss_sum / ntok
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if t.clip_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_grad_norm)
-                self.optimizer.step()
+                loss_sum, ntok = self.train_step(self.train_split.dataset.batch(batches[st.batch_in_epoch]))
                 st.step += 1
                 st.batch_in_epoch += 1
                 now = time.perf_counter()
                 st.elapsed_s += now - last_tick
                 last_tick = now
                 window_tokens += ntok
-                window_loss += loss_sum.detach()
+                window_loss += loss_sum
                 window_steps += 1
                 if st.step % t.log_every == 0:
                     dt = now - window_start
