@@ -3,7 +3,7 @@
     >>> from seq2seq import Seq2Seq
     >>> model = Seq2Seq.load("runs/g2p_cmudict")
     >>> model.predict(["hello", "world"])
-    ['HH AH L OW', 'W ER L D']
+    ['HH EH L OW', 'W ER L D']
 """
 
 from __future__ import annotations
