@@ -39,7 +39,7 @@ import torch  # noqa: E402
 
 from seq2seq.config import ModelConfig, TrainingConfig, load_config  # noqa: E402
 from seq2seq.data.batching import BucketSampler, ParallelDataset  # noqa: E402
-from seq2seq.data.tokenizers import CharTokenizer, WordTokenizer  # noqa: E402
+from seq2seq.data.tokenizers import WordTokenizer  # noqa: E402
 from seq2seq.data.vocab import Vocabulary  # noqa: E402
 from seq2seq.loss import sequence_cross_entropy  # noqa: E402
 from seq2seq.models.encoder_decoder import EncoderDecoder  # noqa: E402
