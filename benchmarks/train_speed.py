@@ -43,7 +43,7 @@ from seq2seq.data.tokenizers import WordTokenizer  # noqa: E402
 from seq2seq.data.vocab import Vocabulary  # noqa: E402
 from seq2seq.loss import sequence_cross_entropy  # noqa: E402
 from seq2seq.models.encoder_decoder import EncoderDecoder  # noqa: E402
-from seq2seq.training import build_optimizer  # noqa: E402
+from seq2seq.training import autocast, build_optimizer  # noqa: E402
 
 IDENTICAL = ModelConfig.model_validate({
     "encoder": {"cell": "lstm", "embedding_size": 128, "hidden_size": 128, "layers": 1, "bidirectional": True,
@@ -84,14 +84,13 @@ def time_training(step_fn, dataset, batch_size: int, steps: int, warmup: int, se
 def ours(model_cfg: ModelConfig, dataset, sv, tv, batch_size: int, steps: int, warmup: int,
          precision: str = "fp32") -> dict:
     """Our trainer's update step on ``model_cfg`` (``precision`` as ``training.precision``)."""
-    import contextlib
     torch.manual_seed(1)
     model = EncoderDecoder.from_config(model_cfg, len(sv), len(tv))
     model.train()
     opt = build_optimizer(TrainingConfig(optimizer="adam", learning_rate=1e-3, max_steps=1), model.parameters())
 
     def step(batch):
-        with (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()):
+        with autocast(precision, torch.device("cpu")):
             logits, _ = model(batch)
         loss_sum, n = sequence_cross_entropy(logits.float(), batch.tgt_out, tv.pad_id)
         opt.zero_grad(set_to_none=True)

@@ -98,7 +98,6 @@ class RNNDecoder(nn.Module):
         self.style = "none" if attention == "none" else ("bahdanau" if attention == "bahdanau" else "luong")
         self.input_feeding = input_feeding and self.style == "luong"
         self.hidden_size = hidden_size
-        self.p_dropout = dropout
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_id)
         self.dropout = nn.Dropout(dropout)
         rnn_input = embedding_size + (memory_size if self.style == "bahdanau" else 0) + (
@@ -142,13 +141,16 @@ class RNNDecoder(nn.Module):
         """o = tanh(W_ch h + b + sum_j a_j W_cc h_j). h: (B, T, H), weights: (B, T, S) -> (B, T, H)."""
         return torch.tanh(F.linear(h, w_ch, self.combine.bias) + torch.bmm(weights, state.memory_proj))
 
+    def _w_ch(self) -> Optional[Tensor]:
+        """W_ch, the h half of W_c (a view), or None without attention."""
+        return self.combine.weight[:, :self.hidden_size] if self.combine is not None else None
+
     def _step_weights(self) -> tuple[CellWeights, Optional[Tensor]]:
-        """Weight views for a run of steps: the cell's, and W_ch (the h half of W_c)."""
-        leading = self.embedding.embedding_dim
-        w_ch = self.combine.weight[:, :self.hidden_size] if self.combine is not None else None
+        """Weight views for a run of steps: the cell's, and W_ch cast once for autocast."""
+        w_ch = self._w_ch()
         if w_ch is not None:
             w_ch = autocast_cast(w_ch)(w_ch)
-        return CellWeights(self.rnn, leading), w_ch
+        return CellWeights(self.rnn, self.embedding.embedding_dim), w_ch
 
     def _advance(self, gates0: Tensor, state: DecoderState, weights_: tuple[CellWeights, Optional[Tensor]]
                  ) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
@@ -213,7 +215,7 @@ class RNNDecoder(nn.Module):
             out, _ = run_rnn(self.rnn, emb, state.hidden)              # (B, T, H), one call
             if self.attention is not None:
                 weights = self.attention.probabilities(out, state.keys, state.mask)
-                o = self._attentional(out, weights, state, self.combine.weight[:, :self.hidden_size])
+                o = self._attentional(out, weights, state, self._w_ch())
             else:
                 o = out
             o = self.dropout(o)
@@ -221,8 +223,8 @@ class RNNDecoder(nn.Module):
             gates0 = input_gates(self.rnn, emb)                        # (B, T, G), one product
             bsz, steps = tgt_in.shape
             keep = None                                                # one dropout mask for all steps
-            if self.training and self.p_dropout > 0:
-                keep = F.dropout(emb.new_ones(bsz, steps, self.hidden_size), self.p_dropout, True)
+            if self.training and self.dropout.p > 0:
+                keep = F.dropout(emb.new_ones(bsz, steps, self.hidden_size), self.dropout.p, True)
             outs, ws = [], []
             step_weights = self._step_weights()
             for t, gates0_t in enumerate(gates0.unbind(1)):
