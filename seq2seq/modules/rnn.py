@@ -69,8 +69,10 @@ def run_rnn(rnn: nn.RNNBase, inputs, hx=None):
     """Call ``rnn`` on a tensor or PackedSequence; under autocast, in the autocast dtype.
 
     Autocast does not lower torch's RNN kernels, so under autocast the weights and
-    inputs are cast here (once per call); on CPUs with AVX512-BF16 this runs the
-    oneDNN bf16 LSTM, about 1.6x faster than fp32.  Without autocast: ``rnn(inputs, hx)``.
+    inputs are cast here (once per call).  Measured on a 2-core AVX512-BF16 CPU, a
+    packed bidirectional LSTM then runs torch's per-step (non-oneDNN) bf16 path and
+    is no faster than fp32; the unpacked decoder LSTM does gain.  Without autocast:
+    ``rnn(inputs, hx)``.
     """
     device = rnn.weight_hh_l0.device.type
     if not torch.is_autocast_enabled(device):
