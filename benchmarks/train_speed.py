@@ -68,7 +68,8 @@ def common_data():
 
 def time_training(step_fn, dataset, batch_size: int, steps: int, warmup: int, seed: int = 1) -> dict:
     """Run ``warmup + steps`` updates of ``step_fn(batch) -> n_tokens``; time the last ``steps``."""
-    batches = BucketSampler(dataset.lengths(), batch_size, shuffle=True, seed=seed).batches(0)
+    batches = BucketSampler(dataset.lengths(), batch_size, shuffle=True, seed=seed,
+                            sort_key=dataset.sort_key()).batches(0)
     tokens, start = 0, None
     for i in range(warmup + steps):
         if i == warmup:

@@ -111,7 +111,8 @@ def evaluate_split(model: EncoderDecoder, corpus: Corpus, split: Split, metrics:
     pad = corpus.tgt_vocab.pad_id
     with torch.no_grad():
         if split.dataset.tgt_in is not None:
-            for idx in BucketSampler(split.dataset.lengths(), config.decoding.batch_size, shuffle=False).batches():
+            for idx in BucketSampler(split.dataset.lengths(), config.decoding.batch_size, shuffle=False,
+                                     sort_key=split.dataset.sort_key()).batches():
                 batch = split.dataset.batch(idx).to(device)
                 logits, _ = model(batch)
                 ls, nt = sequence_cross_entropy(logits, batch.tgt_out, pad)
@@ -159,7 +160,7 @@ class Trainer:
                 self.optimizer, mode="max" if self.higher_better else "min", factor=t.plateau_factor,
                 patience=t.plateau_patience, min_lr=t.min_learning_rate)
         self.sampler = BucketSampler(train_split.dataset.lengths(), t.batch_size, t.batch_type, shuffle=True,
-                                     seed=config.seed)
+                                     seed=config.seed, sort_key=train_split.dataset.sort_key())
         self.state = TrainState()
         self.records: list[dict] = []
         self.ckpt_dir = run_dir / "checkpoints"

@@ -115,3 +115,15 @@ def test_cmudict_split(tmp_path):
     # deterministic
     build_cmudict_split(tmp_path / "again", stress="strip", exclude=excl)
     assert (tmp_path / "again" / "test.tsv").read_text() == (tmp_path / "test.tsv").read_text()
+
+
+def test_sort_key_batches_share_a_source_length():
+    g = torch.Generator().manual_seed(0)
+    src = [[5] * int(n) for n in torch.randint(1, 8, (2000,), generator=g)]
+    tgt = [[6] * int(n) for n in torch.randint(1, 8, (2000,), generator=g)]
+    v = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>", "a", "b", "c"])
+    ds = ParallelDataset(src, tgt, v, v)
+    batches = BucketSampler(ds.lengths(), 50, shuffle=True, seed=2, sort_key=ds.sort_key()).batches(0)
+    assert sorted(torch.cat(batches).tolist()) == list(range(2000))
+    uniform = sum(int(ds.src_lengths[b].min() == ds.src_lengths[b].max()) for b in batches)
+    assert uniform >= len(batches) - 7          # only batches at the 6 length boundaries mix lengths

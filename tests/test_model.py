@@ -152,3 +152,23 @@ def test_incompatible_sizes_are_user_errors():
         cfg = ModelConfig.model_validate({"encoder": {"hidden_size": 8}, "decoder": {"hidden_size": 32,
                                           "attention": "luong_dot"}})
         EncoderDecoder.from_config(cfg, 10, 10)
+
+
+def test_dropout_mask_rate_scale_and_seed():
+    from seq2seq.modules.dropout import Dropout, dropout_mask
+
+    like = torch.empty(0)
+    torch.manual_seed(5)
+    m = dropout_mask((200, 500), 0.3, like)
+    assert m.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
+    assert (m == 0).float().mean().item() == pytest.approx(0.3, abs=0.005)
+    torch.manual_seed(5)
+    assert torch.equal(m, dropout_mask((200, 500), 0.3, like))        # reproducible from the seed
+    assert torch.equal(dropout_mask((3, 4), 0.0, like), torch.ones(3, 4))
+    with pytest.raises(ValueError):
+        Dropout(1.0)
+    drop = Dropout(0.5)
+    x = torch.randn(4, 6)
+    assert torch.equal(drop.eval()(x), x)
+    y = drop.train()(x)
+    assert torch.all((y == 0) | torch.isclose(y, 2 * x))

@@ -101,6 +101,17 @@ class ParallelDataset:
             tgt_mask = torch.arange(t).unsqueeze(0) < tgt_len.unsqueeze(1)
         return Batch(src, src_len, src_mask, tgt_in, tgt_out, tgt_mask, idx)
 
+    def sort_key(self) -> Tensor:
+        """(N,) a key ordering by source length, then target length.
+
+        Batches cut from this order mostly share one source length, and a batch
+        whose sources all have the same length is encoded without packing (one
+        fused RNN call; see :class:`~seq2seq.modules.encoders.RNNEncoder`).
+        """
+        if self.tgt_lengths is None:
+            return self.src_lengths
+        return self.src_lengths * (int(self.tgt_lengths.max()) + 1) + self.tgt_lengths
+
     def lengths(self) -> Tensor:
         """(N,) the padded footprint of each sentence: max(src_len, tgt_len)."""
         if self.tgt_lengths is None:
@@ -112,29 +123,37 @@ class BucketSampler:
     """Length-bucketed batches of sentence indices.
 
     Training order: shuffle all sentences (seeded by ``seed`` and the epoch),
-    cut them into pools of about ``pool_batches`` batches, sort each pool by
-    length, cut batches, then shuffle the batches.  Evaluation order
-    (``shuffle=False``): sorted by length, for the least padding.
+    sort them by ``sort_key`` (stable, so sentences with equal keys stay in
+    random order) within pools of ``pool_batches`` batches (default: one pool,
+    as fairseq does), cut batches, then shuffle the batches.  Evaluation order
+    (``shuffle=False``): sorted by ``sort_key``, for the least padding.
 
     Args:
-        lengths: (N,) per-sentence length used for bucketing and token counting.
+        lengths: (N,) per-sentence padded footprint, counted by ``batch_type='tokens'``.
         batch_size: sentences per batch, or padded tokens per batch
             (``batch_type='tokens'``: batch rows * longest length <= batch_size).
         batch_type: ``sentences`` or ``tokens``.
         shuffle: training order (True) or sorted order (False).
         seed: base seed of the shuffling.
-        pool_batches: how many batches' worth of sentences are sorted together.
+        pool_batches: how many batches' worth of sentences are sorted together
+            (None: all of them).
+        sort_key: (N,) the bucketing order (default ``lengths``), e.g.
+            :meth:`ParallelDataset.sort_key`.
     """
 
     def __init__(self, lengths: Tensor, batch_size: int,
                  batch_type: Literal["sentences", "tokens"] = "sentences",
-                 shuffle: bool = True, seed: int = 1, pool_batches: int = 50):
+                 shuffle: bool = True, seed: int = 1, pool_batches: Optional[int] = None,
+                 sort_key: Optional[Tensor] = None):
         self.lengths = lengths
         self.batch_size = batch_size
         self.batch_type = batch_type
         self.shuffle = shuffle
         self.seed = seed
         self.pool_batches = pool_batches
+        self.sort_key = lengths if sort_key is None else sort_key
+        if self.sort_key.shape != lengths.shape:
+            raise ValueError(f"sort_key {tuple(self.sort_key.shape)} and lengths {tuple(lengths.shape)} differ")
 
     def _cut(self, order: Tensor) -> list[Tensor]:
         if self.batch_type == "sentences":
@@ -155,17 +174,17 @@ class BucketSampler:
         """The batches of ``epoch``: a list of (batch,) index tensors."""
         n = len(self.lengths)
         if not self.shuffle:
-            order = torch.sort(self.lengths, stable=True).indices
+            order = torch.sort(self.sort_key, stable=True).indices
             return self._cut(order)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(n, generator=gen)
         per_batch = self.batch_size if self.batch_type == "sentences" else max(
             1, self.batch_size // max(1, int(self.lengths.float().mean())))
-        pool = max(1, per_batch * self.pool_batches)
+        pool = n if self.pool_batches is None else max(1, per_batch * self.pool_batches)
         batches: list[Tensor] = []
         for start in range(0, n, pool):
             chunk = perm[start:start + pool]
-            chunk = chunk[torch.sort(self.lengths[chunk], stable=True).indices]
+            chunk = chunk[torch.sort(self.sort_key[chunk], stable=True).indices]
             batches.extend(self._cut(chunk))
         shuffle = torch.randperm(len(batches), generator=gen).tolist()
         return [batches[i] for i in shuffle]

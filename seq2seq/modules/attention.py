@@ -114,9 +114,12 @@ class AdditiveAttention(Attention):
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
         q = self.query_layer(query)                                   # (B, Tq, A)
         if q.size(1) == 1:                                            # one decoder step
-            return self.energy(torch.tanh(keys + q)).transpose(1, 2)  # (B, 1, S)
-        e = torch.tanh(keys.unsqueeze(1) + q.unsqueeze(2))            # (B, Tq, S, A)
-        return self.energy(e).squeeze(-1)
+            e = torch.tanh(keys + q).unsqueeze(1)                     # (B, 1, S, A)
+        else:
+            e = torch.tanh(keys.unsqueeze(1) + q.unsqueeze(2))        # (B, Tq, S, A)
+        # v_a^T e as multiply-and-sum: a (.., A) x (A, 1) product's backward is an
+        # outer product that BLAS runs several times slower than this on CPU.
+        return (e * self.energy.weight[0].to(e.dtype)).sum(-1)       # (B, Tq, S)
 
 
 def build_attention(kind: str, query_size: int, memory_size: int, attention_size: int | None) -> Attention | None:

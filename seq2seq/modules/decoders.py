@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seq2seq.modules.attention import build_attention
+from seq2seq.modules.dropout import Dropout, dropout_mask
 from seq2seq.modules.encoders import EncoderOutput
 from seq2seq.modules.rnn import CellWeights, RNNState, autocast_cast, cell_step, input_gates, make_rnn, run_rnn
 
@@ -99,7 +100,7 @@ class RNNDecoder(nn.Module):
         self.input_feeding = input_feeding and self.style == "luong"
         self.hidden_size = hidden_size
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_id)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         rnn_input = embedding_size + (memory_size if self.style == "bahdanau" else 0) + (
             hidden_size if self.input_feeding else 0)
         self.rnn = make_rnn(cell, rnn_input, hidden_size, layers, dropout)
@@ -224,7 +225,7 @@ class RNNDecoder(nn.Module):
             bsz, steps = tgt_in.shape
             keep = None                                                # one dropout mask for all steps
             if self.training and self.dropout.p > 0:
-                keep = F.dropout(emb.new_ones(bsz, steps, self.hidden_size), self.dropout.p, True)
+                keep = dropout_mask((bsz, steps, self.hidden_size), self.dropout.p, emb)
             outs, ws = [], []
             step_weights = self._step_weights()
             for t, gates0_t in enumerate(gates0.unbind(1)):

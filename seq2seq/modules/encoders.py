@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seq2seq.modules.dropout import Dropout
 from seq2seq.modules.rnn import RNNState, make_rnn, run_rnn
 
 
@@ -31,7 +32,9 @@ class RNNEncoder(nn.Module):
     """Embedding + multi-layer, optionally bidirectional RNN/GRU/LSTM.
 
     Sequences are packed, so padding never changes a result: a sentence encodes
-    the same alone or in a padded batch.
+    the same alone or in a padded batch.  A batch without padding (all sources
+    of one length, which the training sampler's order makes common) skips
+    packing and runs the RNN in one fused call.
 
     Args:
         vocab_size: source vocabulary size.
@@ -49,7 +52,7 @@ class RNNEncoder(nn.Module):
                  pad_id: int = 0):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_id)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = make_rnn(cell, embedding_size, hidden_size, layers, dropout, bidirectional)
         self.cell = cell
         self.layers = layers
@@ -78,9 +81,14 @@ class RNNEncoder(nn.Module):
             raise ValueError(f"src must be (batch, src_len) with lengths (batch,); got {tuple(src.shape)}, "
                              f"{tuple(src_lengths.shape)}")
         emb = self.dropout(self.embedding(src))
-        packed = pack_padded_sequence(emb, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, final = run_rnn(self.rnn, packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        lengths = src_lengths.cpu()
+        if bool((lengths == src.size(1)).all()):
+            # No padding: one fused RNN call, several times faster than a packed one on CPU.
+            out, final = run_rnn(self.rnn, emb)
+        else:
+            packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
+            out, final = run_rnn(self.rnn, packed)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
         if isinstance(final, tuple):
             final = (self._merge_directions(final[0]), self._merge_directions(final[1]))
         else:

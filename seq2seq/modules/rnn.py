@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seq2seq.modules.dropout import dropout_mask
+
 # An RNN state: a tensor (layers, batch, hidden) for RNN/GRU, or the pair (h, c) for LSTM.
 RNNState = Union[Tensor, tuple[Tensor, Tensor]]
 
@@ -159,7 +161,8 @@ def cell_step(weights: CellWeights, gates0: Tensor, extra: Optional[Tensor], sta
         if layer == 0:
             gates = gates0 if extra is None else torch.addmm(gates0, extra, weights.w_in_t[0])
         else:
-            x = F.dropout(x, weights.dropout, weights.training)
+            if weights.training and weights.dropout > 0:
+                x = x * dropout_mask(x.shape, weights.dropout, x)
             gates = torch.addmm(weights.b_in[layer], x, weights.w_in_t[layer])
         h, c = _cell(weights.kind, gates, h_all[layer], c_all[layer] if is_lstm else None,
                      weights.w_hh_t[layer], weights.b_hh[layer])
