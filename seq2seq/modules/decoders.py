@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from seq2seq.modules.attention import build_attention
 from seq2seq.modules.dropout import Dropout, dropout_mask
 from seq2seq.modules.encoders import EncoderOutput
-from seq2seq.modules.rnn import CellWeights, RNNState, autocast_cast, cell_step, input_gates, make_rnn, run_rnn
+from seq2seq.modules.rnn import CellWeights, RNNState, autocast_cast, cell_step, make_rnn, run_rnn
 
 
 @dataclass
@@ -191,7 +191,8 @@ class RNNDecoder(nn.Module):
             attention: (batch, src_len) weights a_t, or None without attention.
         """
         emb = self.dropout(self.embedding(prev_tokens))
-        o, state, weights = self._advance(input_gates(self.rnn, emb), state, self._step_weights())
+        step_weights = self._step_weights()
+        o, state, weights = self._advance(step_weights[0].input_gates(emb), state, step_weights)
         o = self.dropout(o)
         if self.input_feeding:
             state.feed = o
@@ -221,13 +222,13 @@ class RNNDecoder(nn.Module):
                 o = out
             o = self.dropout(o)
         else:
-            gates0 = input_gates(self.rnn, emb)                        # (B, T, G), one product
+            step_weights = self._step_weights()
+            gates0 = step_weights[0].input_gates(emb)                 # (B, T, G), one product
             bsz, steps = tgt_in.shape
             keep = None                                                # one dropout mask for all steps
             if self.training and self.dropout.p > 0:
                 keep = dropout_mask((bsz, steps, self.hidden_size), self.dropout.p, emb)
             outs, ws = [], []
-            step_weights = self._step_weights()
             for t, gates0_t in enumerate(gates0.unbind(1)):
                 o_t, state, w_t = self._advance(gates0_t, state, step_weights)
                 if keep is not None:

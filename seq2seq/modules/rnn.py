@@ -5,7 +5,7 @@ not call ``nn.LSTM`` once per position: on CPU each such call carries a large
 fixed cost.  Instead it reads the same ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``
 weights and applies the cell equations directly (:func:`cell_step`), with the
 input-to-hidden products of the whole target computed in one matrix product
-beforehand (:func:`input_gates`).  Parameters and results are those of the torch
+beforehand (:meth:`CellWeights.input_gates`).  Parameters and results are those of the torch
 module, so a model trained on one path decodes identically on the other.
 """
 
@@ -42,19 +42,6 @@ def _input_bias(rnn: nn.RNNBase, layer: int) -> Tensor:
     # GRU keeps b_hn inside r * (W_hn h + b_hn), so only b_ih moves to the input side.
     _, _, b_ih, b_hh = _weights(rnn, layer)
     return b_ih if isinstance(rnn, nn.GRU) else b_ih + b_hh
-
-
-def input_gates(rnn: nn.RNNBase, x: Tensor) -> Tensor:
-    """Input-to-hidden products of layer 0 for the first ``x.size(-1)`` input columns.
-
-    Args:
-        x: (..., n) the leading n features of layer 0's input (e.g. the embeddings).
-
-    Returns:
-        (..., gates * hidden): ``W_ih[:, :n] x + bias`` (see :func:`_input_bias`).
-    """
-    w_ih = rnn.weight_ih_l0
-    return F.linear(x, w_ih[:, :x.size(-1)], _input_bias(rnn, 0))
 
 
 def autocast_cast(like: Tensor):
@@ -121,7 +108,7 @@ class CellWeights:
 
     Args:
         rnn: the batch-first torch RNN.
-        leading: layer-0 input columns handled by :func:`input_gates` (the rest,
+        leading: layer-0 input columns handled by :meth:`input_gates` (the rest,
             if any, are the ``extra`` input of :func:`cell_step`).
     """
 
@@ -130,12 +117,28 @@ class CellWeights:
         self.dropout, self.training = rnn.dropout, rnn.training
         self.w_in_t, self.b_in, self.w_hh_t, self.b_hh = [], [], [], []
         cast = autocast_cast(rnn.weight_hh_l0)
+        # One split (not two slices) of W_ih: its backward concatenates the two
+        # gradients instead of filling a full-size zero tensor per slice.
+        w_ih0 = rnn.weight_ih_l0
+        self.w_lead, w_rest = w_ih0.split([leading, w_ih0.size(1) - leading], dim=1)
+        self.b_lead = _input_bias(rnn, 0)
         for layer in range(rnn.num_layers):
             w_ih, w_hh, _, b_hh = _weights(rnn, layer)
-            self.w_in_t.append(cast((w_ih[:, leading:] if layer == 0 else w_ih).t()))
+            self.w_in_t.append(cast((w_rest if layer == 0 else w_ih).t()))
             self.b_in.append(None if layer == 0 else _input_bias(rnn, layer))
             self.w_hh_t.append(cast(w_hh.t()))
             self.b_hh.append(b_hh)
+
+    def input_gates(self, x: Tensor) -> Tensor:
+        """Layer-0 input products of the leading input columns, for all positions at once.
+
+        Args:
+            x: (..., leading) the leading features of layer 0's input (e.g. the embeddings).
+
+        Returns:
+            (..., gates * hidden): ``W_ih[:, :leading] x + bias`` (see :func:`_input_bias`).
+        """
+        return F.linear(x, self.w_lead, self.b_lead)
 
 
 def cell_step(weights: CellWeights, gates0: Tensor, extra: Optional[Tensor], state: RNNState
@@ -145,7 +148,7 @@ def cell_step(weights: CellWeights, gates0: Tensor, extra: Optional[Tensor], sta
     Args:
         weights: the RNN's :class:`CellWeights`.
         gates0: (batch, gates * hidden) layer-0 input products of the leading input
-            columns, from :func:`input_gates`.
+            columns, from :meth:`CellWeights.input_gates`.
         extra: (batch, m) the remaining layer-0 input columns (input feeding, context),
             or None.
         state: (layers, batch, hidden), or (h, c) for LSTM.
