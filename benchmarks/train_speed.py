@@ -139,7 +139,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     dataset, sv, tv = common_data()
-    todo = args.only or ["identical", "tutorial", "default", "onmt"]
+    todo = args.only or ["identical", "identical_bf16", "tutorial", "default", "default_bf16", "onmt"]
     results = {}
     for name in todo:
         if name == "identical":
@@ -168,12 +168,10 @@ def main(argv=None) -> None:
     print(f"{'model':12s} {'params':>10s} {'tok/s':>10s}")
     for name, r in results.items():
         print(f"{name:12s} {r.get('params', 0):>10,} {r['tok_per_s']:>10,.0f}")
-    if "identical" in results:
+    for name in ("identical", "identical_bf16", "default", "default_bf16"):
         for ref in ("onmt", "tutorial"):
-            if ref in results:
-                print(f"identical / {ref}: {results['identical']['tok_per_s'] / results[ref]['tok_per_s']:.2f}x")
-    if "default" in results and "onmt" in results:
-        print(f"default / onmt: {results['default']['tok_per_s'] / results['onmt']['tok_per_s']:.2f}x")
+            if name in results and ref in results:
+                print(f"{name} / {ref}: {results[name]['tok_per_s'] / results[ref]['tok_per_s']:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
