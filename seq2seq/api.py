@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -20,8 +21,29 @@ from seq2seq.data.corpus import Corpus
 from seq2seq.data.tsv import read_tsv
 from seq2seq.errors import Seq2SeqError
 from seq2seq.models.encoder_decoder import EncoderDecoder
-from seq2seq.search import decode_dataset
+from seq2seq.search import DecodeOptions, decode_dataset
 from seq2seq.training import evaluate_split, resolve_device
+
+
+@dataclass
+class Prediction:
+    """One hypothesis for one source.
+
+    Attributes:
+        text: detokenised output.
+        tokens: output tokens (no ``<bos>`` / ``<eos>``).
+        score: ranking score s(Y, X) (log-probability with any length/coverage penalty).
+        log_prob: log P(Y | X) in nats.
+        attention: (steps, src_len) weights (the ``<eos>`` step last), or None.
+        source_tokens: the source as the model saw it (attention's columns).
+    """
+
+    text: str
+    tokens: list[str]
+    score: float
+    log_prob: float
+    attention: Optional[torch.Tensor]
+    source_tokens: list[str]
 
 
 class Seq2Seq:
@@ -66,9 +88,27 @@ class Seq2Seq:
         model.to(dev).eval()
         return cls(config, corpus, model, dev)
 
-    def predict(self, sources: list[str], batch_size: Optional[int] = None,
-                return_attention: bool = False) -> list[str] | tuple[list[str], list[Optional[torch.Tensor]]]:
-        """Greedy-decode each source text.
+    def decode_options(self, beam: Optional[int] = None, **overrides) -> DecodeOptions:
+        """The run's ``decoding`` settings with overrides (names of :class:`DecodeOptions`).
+
+        ``beam=N`` is shorthand for ``strategy='beam', beam_size=N`` (``beam=1``: greedy).
+
+        Raises:
+            Seq2SeqError: an unknown option or an invalid combination.
+        """
+        if beam is not None:
+            overrides.setdefault("strategy", "beam" if beam > 1 else "greedy")
+            overrides["beam_size"] = beam
+        unknown = sorted(set(overrides) - set(DecodeOptions.__dataclass_fields__))
+        if unknown:
+            raise Seq2SeqError(f"unknown decoding option(s) {unknown}; valid: "
+                               f"{sorted(DecodeOptions.__dataclass_fields__)}")
+        return self.config.decoding.options(**overrides)
+
+    def predict(self, sources: list[str], batch_size: Optional[int] = None, *, beam: Optional[int] = None,
+                with_scores: bool = False, return_attention: bool = False, **options
+                ) -> list[str] | list[list["Prediction"]]:
+        """Decode each source text.
 
         Empty or whitespace-only sources give empty outputs, so outputs stay
         aligned with inputs.
@@ -76,44 +116,59 @@ class Seq2Seq:
         Args:
             sources: source texts.
             batch_size: sentences per batch (default ``decoding.batch_size``).
-            return_attention: also return, per source, its (out_len + 1, src_len)
-                attention weights (the last row is the ``<eos>`` step), or None.
+            beam: beam size (shorthand for ``strategy='beam', beam_size=beam``).
+            with_scores: return :class:`Prediction` lists even for one hypothesis.
+            return_attention: keep each hypothesis's attention (implies Prediction lists).
+            **options: any :class:`~seq2seq.search.DecodeOptions` field: ``nbest``,
+                ``length_penalty``, ``length_normalization``, ``coverage_penalty``,
+                ``min_len``, ``max_len``, ``no_repeat_ngram``, ``strategy='sample'`` with
+                ``temperature``, ``top_k``, ``top_p``, ``num_samples``, ``seed``, ...
 
         Returns:
-            The outputs, detokenised; with ``return_attention``, (outputs, attention).
+            One string per source when a single hypothesis is asked for without
+            scores or attention; otherwise, per source, its :class:`Prediction` list
+            best first (``nbest`` of them, or ``num_samples`` when sampling).
+
+        Raises:
+            Seq2SeqError: an unknown or invalid decoding option.
         """
-        keep = [i for i, s in enumerate(sources) if self.corpus.src_tokenizer.encode(s)]
-        outputs = [""] * len(sources)
-        attention: list[Optional[torch.Tensor]] = [None] * len(sources)
+        opts = self.decode_options(beam=beam, return_attention=return_attention, **options)
+        src_tok = self.corpus.src_tokenizer
+        keep = [i for i, s in enumerate(sources) if src_tok.encode(s)]
+        nbest: list[list[Prediction]] = [[Prediction("", [], 0.0, 0.0, None, [])] for _ in sources]
         if keep:
             ids = self.corpus.encode_sources([sources[i] for i in keep])
             dataset = ParallelDataset(ids, None, self.corpus.src_vocab, self.corpus.tgt_vocab)
-            d = self.config.decoding
             v = self.corpus.tgt_vocab
-            hyp = decode_dataset(self.model, dataset, v.bos_id, v.eos_id, batch_size or d.batch_size,
-                                 d.max_len_a, d.max_len_b, self.device, return_attention)
+            hyps = decode_dataset(self.model, dataset, v.bos_id, v.eos_id, batch_size or self.config.decoding.batch_size,
+                                  opts, self.device)
             for j, i in enumerate(keep):
-                outputs[i] = self.corpus.detokenize(hyp.tokens[j])
-                if return_attention and hyp.attention is not None:
-                    attention[i] = hyp.attention[j]
-        return (outputs, attention) if return_attention else outputs
+                src_tokens = src_tok.encode(sources[i])
+                nbest[i] = [Prediction(self.corpus.detokenize(h.tokens), v.decode(h.tokens), h.score, h.log_prob,
+                                       h.attention, src_tokens) for h in hyps[j]]
+        plain = not (with_scores or return_attention) and max(len(p) for p in nbest) <= 1
+        return [p[0].text for p in nbest] if plain else nbest
 
-    def evaluate(self, path: str | Path, metrics: Optional[list[str]] = None) -> dict:
+    def evaluate(self, path: str | Path, metrics: Optional[list[str]] = None, *, beam: Optional[int] = None,
+                 **options) -> dict:
         """Score a TSV file (``source<TAB>ref1[<TAB>ref2...]``).
 
         Args:
             path: the file.
             metrics: metric names (default: the config's ``evaluation.metrics``).
+            beam, **options: decoding overrides, as for :meth:`predict`.
 
         Returns:
-            ``loss``, ``ppl`` and each metric (percent), plus ``sentences``.
+            ``loss``, ``ppl`` and each metric (percent) of the top hypothesis, plus
+            ``sentences``; with ``nbest > 1`` also ``oracle_wer`` and ``oracle_per``.
 
         Raises:
-            Seq2SeqError: unreadable or malformed file.
+            Seq2SeqError: unreadable or malformed file, or an invalid decoding option.
         """
+        opts = self.decode_options(beam=beam, **options)
         examples = read_tsv(path, multi_reference=True)
         split = self.corpus.split(examples)
         results, _ = evaluate_split(self.model, self.corpus, split, metrics or self.config.evaluation.metrics,
-                                    self.config, self.device)
+                                    self.config, self.device, opts)
         results["sentences"] = len(examples)
         return results

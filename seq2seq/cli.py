@@ -4,8 +4,14 @@
     seq2seq data toy --task reverse --out data/toy_reverse
     seq2seq train CONFIG [--run RUN] [--set KEY=VALUE ...] [--overwrite]
     seq2seq train --resume RUN [--set training.max_steps=...]
-    seq2seq evaluate RUN --data FILE [--json] [--checkpoint best|last]
-    seq2seq predict RUN [--checkpoint best|last] < sources.txt > outputs.txt
+    seq2seq evaluate RUN --data FILE [--json] [--checkpoint best|last] [decoding options]
+    seq2seq predict RUN [--beam 5 --nbest 3 --scores] [--attention FILE] < sources.txt > outputs.txt
+    seq2seq plot-attention FILE --index I [--rank R] --out PNG
+
+Decoding options (predict and evaluate; default: the run's ``decoding`` section):
+--beam N, --nbest N, --length-penalty A, --length-normalization gnmt|average,
+--coverage-penalty B, --min-len N, --max-len N, --no-repeat-ngram N, and
+--sample with --temperature T, --top-k K, --top-p P, --num-samples N, --seed S.
 
 User errors print one line ``seq2seq: error: ...`` and exit with status 2.
 """
@@ -38,11 +44,21 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True, help="TSV: source<TAB>ref1[<TAB>ref2...]")
     e.add_argument("--checkpoint", default="best", choices=["best", "last"])
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _decoding_arguments(e)
 
     pr = sub.add_parser("predict", help="decode sources from stdin, one per line, to stdout")
     pr.add_argument("run")
     pr.add_argument("--checkpoint", default="best", choices=["best", "last"])
     pr.add_argument("--batch-size", type=int, default=None)
+    pr.add_argument("--scores", action="store_true", help="append each hypothesis's score (TAB-separated)")
+    pr.add_argument("--attention", metavar="FILE", help="write every hypothesis's attention to FILE as JSON")
+    _decoding_arguments(pr)
+
+    pa = sub.add_parser("plot-attention", help="draw one prediction's attention (from predict --attention) as PNG")
+    pa.add_argument("file", help="JSON written by predict --attention")
+    pa.add_argument("--index", type=int, default=0, help="which source (0-based line number)")
+    pa.add_argument("--rank", type=int, default=0, help="which hypothesis of its n-best list (0 = best)")
+    pa.add_argument("--out", required=True, help="PNG to write")
 
     d = sub.add_parser("data", help="prepare datasets")
     dsub = d.add_subparsers(dest="dataset", required=True)
@@ -61,6 +77,34 @@ def _parser() -> argparse.ArgumentParser:
     y.add_argument("--seed", type=int, default=1)
     y.add_argument("--overwrite", action="store_true")
     return p
+
+
+# (flag, DecodeOptions field, type)
+_DECODING_FLAGS = [
+    ("--beam", "beam_size", int), ("--nbest", "nbest", int), ("--length-penalty", "length_penalty", float),
+    ("--length-normalization", "length_normalization", str), ("--coverage-penalty", "coverage_penalty", float),
+    ("--min-len", "min_len", int), ("--max-len", "max_len", int), ("--no-repeat-ngram", "no_repeat_ngram", int),
+    ("--temperature", "temperature", float), ("--top-k", "top_k", int), ("--top-p", "top_p", float),
+    ("--num-samples", "num_samples", int), ("--seed", "seed", int),
+]
+
+
+def _decoding_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding (default: the run's decoding section)")
+    for flag, field, kind in _DECODING_FLAGS:
+        g.add_argument(flag, dest=f"dec_{field}", type=kind, default=None, metavar=field.split("_")[-1].upper())
+    g.add_argument("--sample", action="store_true", help="sample instead of searching")
+
+
+def _decoding_overrides(args) -> dict:
+    """The decoding flags given on the command line, as DecodeOptions fields."""
+    out = {field: getattr(args, f"dec_{field}") for _, field, _ in _DECODING_FLAGS
+           if getattr(args, f"dec_{field}") is not None}
+    if args.sample:
+        out["strategy"] = "sample"
+    elif "beam_size" in out:
+        out["strategy"] = "beam" if out["beam_size"] > 1 else "greedy"
+    return out
 
 
 def _cmd_train(args) -> None:
@@ -90,20 +134,63 @@ def format_table(results: dict) -> str:
 def _cmd_evaluate(args) -> None:
     from seq2seq.api import Seq2Seq
 
-    results = Seq2Seq.load(args.run, args.checkpoint).evaluate(args.data)
+    model = Seq2Seq.load(args.run, args.checkpoint)
+    results = model.evaluate(args.data, **_decoding_overrides(args))
     print(json.dumps(results, indent=1) if args.json else format_table(results))
 
 
 def _cmd_predict(args) -> None:
     from seq2seq.api import Seq2Seq
+    from seq2seq.checkpoint import atomic_write_text
 
     model = Seq2Seq.load(args.run, args.checkpoint)
+    options = model.decode_options(**_decoding_overrides(args))   # validate before reading stdin
     try:
         lines = sys.stdin.buffer.read().decode("utf-8").splitlines()
     except UnicodeDecodeError as e:
         raise Seq2SeqError(f"<stdin>: invalid UTF-8 at byte {e.start}") from None
-    for out in model.predict(lines, batch_size=args.batch_size):
-        sys.stdout.write(out + "\n")
+    fields = {k: v for k, v in vars(options).items() if k != "return_attention"}
+    nbest = model.predict(lines, batch_size=args.batch_size, with_scores=True,
+                          return_attention=bool(args.attention), **fields)
+    several = max(len(p) for p in nbest) > 1 if nbest else False
+    for i, preds in enumerate(nbest):
+        for p in preds:
+            line = f"{i}\t{p.text}" if several else p.text
+            sys.stdout.write(line + (f"\t{p.score:.4f}" if args.scores else "") + "\n")
+    if args.attention:
+        records = [{"source": preds[0].source_tokens,
+                    "hypotheses": [{"tokens": p.tokens, "score": p.score, "log_prob": p.log_prob,
+                                    "attention": p.attention.tolist() if p.attention is not None else None}
+                                   for p in preds]} for preds in nbest]
+        atomic_write_text(Path(args.attention), json.dumps(records) + "\n")
+        print(f"attention written to {args.attention}", file=sys.stderr)
+
+
+def _cmd_plot_attention(args) -> None:
+    from seq2seq.plotting import plot_attention
+
+    path = Path(args.file)
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise Seq2SeqError(f"{path}: no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise Seq2SeqError(f"{path}: not a JSON file written by predict --attention ({e})") from None
+    if not isinstance(records, list) or not 0 <= args.index < len(records):
+        raise Seq2SeqError(f"{path}: --index {args.index} out of range (0..{len(records) - 1})")
+    record = records[args.index]
+    hyps = record.get("hypotheses", [])
+    if not 0 <= args.rank < len(hyps):
+        raise Seq2SeqError(f"{path}: source {args.index} has {len(hyps)} hypotheses; --rank {args.rank} is out of range")
+    hyp = hyps[args.rank]
+    if hyp.get("attention") is None:
+        raise Seq2SeqError(f"{path}: source {args.index} has no attention (model without attention, or empty source)")
+    try:
+        plot_attention(hyp["attention"], record["source"], hyp["tokens"], Path(args.out),
+                       title=f"{' '.join(record['source'])} (score {hyp['score']:.3f})")
+    except ValueError as e:
+        raise Seq2SeqError(f"{path}: source {args.index}: {e}") from None
+    print(f"wrote {args.out}", file=sys.stderr)
 
 
 def _cmd_data(args) -> None:
@@ -124,7 +211,8 @@ def _cmd_data(args) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
     args = _parser().parse_args(argv)
-    handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "data": _cmd_data}
+    handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "data": _cmd_data,
+                "plot-attention": _cmd_plot_attention}
     try:
         handlers[args.command](args)
     except Seq2SeqError as e:

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from seq2seq.errors import Seq2SeqError
+from seq2seq.search.common import DecodeOptions
 
 Cell = Literal["rnn", "gru", "lstm"]
 AttentionType = Literal["none", "bahdanau", "luong_dot", "luong_general", "luong_concat"]
@@ -134,15 +135,41 @@ class TrainingConfig(_Section):
 
 
 class DecodingConfig(_Section):
-    """Decoding for validation, evaluation and prediction.
+    """Decoding for validation, evaluation and prediction (see :class:`~seq2seq.search.DecodeOptions`).
 
-    Output stops at ``<eos>`` or after ``max_len = max_len_a * src_len + max_len_b``
-    tokens.
+    Output stops at ``<eos>`` or after ``min(max_len, max_len_a * src_len + max_len_b)``
+    tokens.  ``strategy``: greedy, beam (``beam_size``, ``nbest``, length and
+    coverage penalties of Wu et al. 2016) or sample (``temperature``, ``top_k``,
+    ``top_p``, ``num_samples``, ``seed``).
     """
 
+    strategy: Literal["greedy", "beam", "sample"] = "greedy"
+    beam_size: int = Field(5, ge=1)
+    nbest: int = Field(1, ge=1)
+    length_penalty: float = Field(0.0, ge=0)
+    length_normalization: Literal["gnmt", "average"] = "gnmt"
+    coverage_penalty: float = Field(0.0, ge=0)
+    min_len: int = Field(0, ge=0)
+    max_len: Optional[int] = Field(None, ge=1)
     max_len_a: float = Field(1.5, ge=0)
     max_len_b: int = Field(10, ge=1)
+    no_repeat_ngram: int = Field(0, ge=0)
+    temperature: float = Field(1.0, gt=0)
+    top_k: int = Field(0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    num_samples: int = Field(1, ge=1)
+    seed: Optional[int] = None
     batch_size: int = Field(256, ge=1)
+
+    def options(self, **overrides) -> DecodeOptions:
+        """These settings as :class:`~seq2seq.search.DecodeOptions`, with ``overrides`` applied.
+
+        Raises:
+            Seq2SeqError: an inconsistent combination (e.g. nbest > beam_size).
+        """
+        fields = self.model_dump(exclude={"batch_size"})
+        fields.update({k: v for k, v in overrides.items() if v is not None})
+        return DecodeOptions(**fields).validate()
 
 
 class EvaluationConfig(_Section):

@@ -61,6 +61,35 @@ def phoneme_error_rate(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[Se
     return 100.0 * errors / max(1, length)
 
 
+def oracle_error_rates(nbest: Sequence[Sequence[Sequence[str]]], refs: Sequence[Sequence[Sequence[str]]]
+                       ) -> tuple[float, float]:
+    """n-best oracle WER and PER in percent: each example scored by its best hypothesis.
+
+    WER counts an example wrong when none of its hypotheses equals one of its
+    references; PER takes, per example, the (hypothesis, reference) pair with the
+    smallest edit distance (the first such pair on ties) and divides the summed
+    distances by the summed lengths of the chosen references.
+
+    Args:
+        nbest: per example, its hypotheses (token lists), at least one.
+        refs: per example, one or more reference token lists.
+
+    Raises:
+        ValueError: mismatched lengths or an example without hypotheses or references.
+    """
+    _check(nbest, refs)
+    if any(len(h) == 0 for h in nbest):
+        raise ValueError("every example needs at least one hypothesis")
+    wrong = errors = length = 0
+    for hs, rs in zip(nbest, refs):
+        wrong += not any(list(h) == list(r) for h in hs for r in rs)
+        dist, _, ref_len = min((Levenshtein.distance(list(h), list(r)), (i, j), len(r))
+                               for i, h in enumerate(hs) for j, r in enumerate(rs))
+        errors += dist
+        length += ref_len
+    return 100.0 * wrong / max(1, len(nbest)), 100.0 * errors / max(1, length)
+
+
 def bleu(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> tuple[float, str]:
     """Corpus BLEU (sacrebleu defaults: 13a tokenisation, exp smoothing) and its signature.
 

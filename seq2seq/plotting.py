@@ -41,3 +41,41 @@ def plot_curves(records: list[dict], path: Path, metric: str) -> None:
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(path)
+
+
+def plot_attention(weights, source_tokens: list[str], output_tokens: list[str], path: Path,
+                   title: str = "") -> None:
+    """Draw one prediction's attention as a heatmap (source across, output down).
+
+    Args:
+        weights: (steps, src_len) attention weights, a nested list or array; a row
+            more than ``output_tokens`` is the ``<eos>`` step.
+        source_tokens: src_len column labels.
+        output_tokens: output tokens (``<eos>`` is appended as a label when the
+            weights have one row more).
+        path: PNG to write (atomically).
+
+    Raises:
+        ValueError: the labels do not fit the matrix.
+    """
+    import numpy as np
+
+    w = np.asarray(weights, dtype=float)
+    rows = list(output_tokens) + (["<eos>"] if w.shape[0] == len(output_tokens) + 1 else [])
+    if w.ndim != 2 or w.shape != (len(rows), len(source_tokens)):
+        raise ValueError(f"attention of shape {w.shape} does not fit {len(output_tokens)} output and "
+                         f"{len(source_tokens)} source tokens")
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.45 * w.shape[1] + 1.5), max(2.5, 0.4 * w.shape[0] + 1.2)))
+    image = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=90 if max(map(len, source_tokens)) > 2 else 0)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    if title:
+        ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)

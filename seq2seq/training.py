@@ -37,10 +37,10 @@ from seq2seq.data.corpus import Corpus, Split
 from seq2seq.data.tsv import read_tsv
 from seq2seq.errors import Seq2SeqError
 from seq2seq.loss import sequence_cross_entropy
-from seq2seq.metrics import HIGHER_IS_BETTER, compute_metrics
+from seq2seq.metrics import HIGHER_IS_BETTER, compute_metrics, oracle_error_rates
 from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.plotting import plot_curves
-from seq2seq.search import decode_dataset
+from seq2seq.search import DecodeOptions, NBest, decode_dataset
 
 
 def resolve_device(name: str) -> torch.device:
@@ -99,12 +99,18 @@ class TrainState:
 
 
 def evaluate_split(model: EncoderDecoder, corpus: Corpus, split: Split, metrics: list[str], config: Config,
-                   device: torch.device) -> tuple[dict, list[list[int]]]:
-    """Teacher-forced loss/perplexity on the first reference, and greedy-decoded metrics.
+                   device: torch.device, options: Optional[DecodeOptions] = None) -> tuple[dict, NBest]:
+    """Teacher-forced loss/perplexity on the first reference, and decoded metrics.
+
+    Args:
+        options: how to decode (default: the config's ``decoding`` section).  With
+            n-best lists (nbest > 1) the results add ``oracle_wer`` / ``oracle_per``
+            (each example scored by its best hypothesis).
 
     Returns:
-        results: ``loss`` (nats per token), ``ppl`` and each metric (percent).
-        hyps: the decoded ids, in split order.
+        results: ``loss`` (nats per token), ``ppl`` and each metric (percent) of the
+            top hypothesis.
+        hyps: per example, its hypotheses best first, in split order.
     """
     model.eval()
     loss_sum, tokens = 0.0, 0
@@ -118,19 +124,22 @@ def evaluate_split(model: EncoderDecoder, corpus: Corpus, split: Split, metrics:
                 ls, nt = sequence_cross_entropy(logits, batch.tgt_out, pad)
                 loss_sum += float(ls)
                 tokens += nt
-    d = config.decoding
-    hyp = decode_dataset(model, split.dataset, corpus.tgt_vocab.bos_id, corpus.tgt_vocab.eos_id, d.batch_size,
-                         d.max_len_a, d.max_len_b, device)
+    options = options or config.decoding.options()
+    v = corpus.tgt_vocab
+    nbest = decode_dataset(model, split.dataset, v.bos_id, v.eos_id, config.decoding.batch_size, options, device)
     results: dict = {}
     if tokens:
         results["loss"] = loss_sum / tokens
         results["ppl"] = math.exp(min(results["loss"], 50.0))
-    hyp_tokens = [corpus.tgt_vocab.decode(h) for h in hyp.tokens]
+    hyp_tokens = [v.decode(h[0].tokens) for h in nbest]
     ref_tokens = [[corpus.tgt_tokenizer.encode(r) for r in e.references] for e in split.examples]
     hyp_text = [corpus.tgt_tokenizer.decode(t) for t in hyp_tokens]
     ref_text = [e.references for e in split.examples]
     results.update(compute_metrics(metrics, hyp_tokens, ref_tokens, hyp_text, ref_text))
-    return results, hyp.tokens
+    if any(len(h) > 1 for h in nbest) and ("wer" in metrics or "per" in metrics):
+        lists = [[v.decode(x.tokens) for x in h] for h in nbest]
+        results["oracle_wer"], results["oracle_per"] = oracle_error_rates(lists, ref_tokens)
+    return results, nbest
 
 
 class Trainer:

@@ -68,8 +68,44 @@ def test_python_api_matches_cli(trained):
     outs = model.predict(["a b c", "d e"])
     r = cli("predict", trained / "runs" / "tiny", cwd=trained, stdin="a b c\nd e\n")
     assert r.stdout.splitlines() == outs
-    outs2, attn = model.predict(["a b c", ""], return_attention=True)
-    assert outs2[1] == "" and attn[1] is None and attn[0].shape[1] == 3
+    preds = model.predict(["a b c", ""], return_attention=True)
+    assert preds[1][0].text == "" and preds[1][0].attention is None and preds[0][0].attention.shape[1] == 3
+    assert preds[0][0].text == outs[0]
+    nbest = model.predict(["a b c", "d e"], beam=4, nbest=3, length_penalty=0.6)
+    assert [len(p) for p in nbest] == [3, 3]
+    assert all(p[0].score >= p[1].score >= p[2].score for p in nbest)
+    samples = model.predict(["a b c"], strategy="sample", num_samples=4, seed=1, temperature=0.7)
+    assert len(samples[0]) == 4
+    assert [p.text for p in samples[0]] == [p.text for p in model.predict(
+        ["a b c"], strategy="sample", num_samples=4, seed=1, temperature=0.7)[0]]
+
+
+def test_beam_nbest_scores_attention_and_heatmap(trained):
+    run = trained / "runs" / "tiny"
+    r = cli("predict", run, "--beam", 4, "--nbest", 3, "--scores", "--attention", trained / "attn.json",
+            cwd=trained, stdin="a b c\nd e\n")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("\t") for line in r.stdout.splitlines()]
+    assert [row[0] for row in rows] == ["0", "0", "0", "1", "1", "1"]
+    scores = [float(row[2]) for row in rows]
+    assert scores[0] >= scores[1] >= scores[2] and scores[3] >= scores[4] >= scores[5]
+    records = json.loads((trained / "attn.json").read_text())
+    assert records[0]["source"] == ["a", "b", "c"] and len(records[0]["hypotheses"]) == 3
+    first = records[0]["hypotheses"][0]
+    assert len(first["attention"][0]) == 3 and len(first["attention"]) in (len(first["tokens"]), len(first["tokens"]) + 1)
+    r = cli("plot-attention", trained / "attn.json", "--index", 1, "--rank", 2, "--out", trained / "a.png", cwd=trained)
+    assert r.returncode == 0, r.stderr
+    assert (trained / "a.png").read_bytes()[:4] == b"\x89PNG"
+    one_line_error(cli("plot-attention", trained / "attn.json", "--index", 5, "--out", trained / "b.png",
+                       cwd=trained), "attn.json", "--index 5")
+    r = cli("evaluate", run, "--data", trained / "data" / "test.tsv", "--json", "--beam", 4, "--nbest", 2,
+            cwd=trained)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["oracle_wer"] <= res["wer"] and res["oracle_per"] <= res["per"]
+    one_line_error(cli("predict", run, "--beam", 2, "--nbest", 3, cwd=trained, stdin="a\n"), "nbest (3)")
+    one_line_error(cli("evaluate", run, "--data", trained / "data" / "test.tsv", "--sample", "--top-p", 0,
+                       cwd=trained), "top-p")
 
 
 def test_resume_and_existing_run(trained):

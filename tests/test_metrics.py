@@ -39,3 +39,14 @@ def test_bleu_and_chrf_match_sacrebleu():
 def test_mismatched_lengths_raise():
     with pytest.raises(ValueError):
         word_error_rate([["A"]], [])
+
+
+def test_oracle_error_rates_take_each_examples_best_hypothesis():
+    from seq2seq.metrics import oracle_error_rates
+
+    refs = [[["K", "AE", "T"]], [["D", "AO", "G"], ["D", "AA", "G"]]]
+    nbest = [[["K", "AE", "D"], ["K", "AE", "T"]],         # second hypothesis is right
+             [["D", "OW"], ["D", "AA", "K"]]]              # best: 1 edit to "D AA G"
+    wer, per = oracle_error_rates(nbest, refs)
+    assert wer == 50.0
+    assert per == pytest.approx(100.0 * (0 + 1) / (3 + 3))

@@ -11,7 +11,7 @@ from seq2seq.data.vocab import Vocabulary
 from seq2seq.errors import Seq2SeqError
 from seq2seq.loss import sequence_cross_entropy
 from seq2seq.models.encoder_decoder import EncoderDecoder
-from seq2seq.search import greedy_search
+from seq2seq.search import DecodeOptions, greedy_search
 
 VOCAB = Vocabulary(["<pad>", "<unk>", "<bos>", "<eos>"] + list("abcdefgh"))
 ATTENTIONS = ["none", "bahdanau", "luong_dot", "luong_general", "luong_concat"]
@@ -81,11 +81,12 @@ def test_padding_never_changes_a_result(variant):
         alone, _ = model(ds.batch([i]))
         n = alone.size(1)
         torch.testing.assert_close(full[i, :n], alone[0], atol=1e-5, rtol=1e-5)
-    together = greedy_search(model, ds.batch([0, 1, 2, 3]), VOCAB.bos_id, VOCAB.eos_id, 2.0, 3)
+    opts = DecodeOptions(max_len_a=2.0, max_len_b=3)
+    together = greedy_search(model, ds.batch([0, 1, 2, 3]), VOCAB.bos_id, VOCAB.eos_id, opts)
     for i in range(4):
-        single = greedy_search(model, ds.batch([i]), VOCAB.bos_id, VOCAB.eos_id, 2.0, 3)
-        assert single.tokens[0] == together.tokens[i]
-        assert single.scores[0].item() == pytest.approx(together.scores[i].item(), abs=1e-4)
+        single = greedy_search(model, ds.batch([i]), VOCAB.bos_id, VOCAB.eos_id, opts)
+        assert single[0][0].tokens == together[i][0].tokens
+        assert single[0][0].score == pytest.approx(together[i][0].score, abs=1e-4)
 
 
 @pytest.mark.parametrize("attention", ATTENTIONS[1:])
@@ -96,10 +97,10 @@ def test_attention_sums_to_one_and_is_zero_on_padding(attention):
     torch.testing.assert_close(attn.sum(-1), torch.ones(attn.shape[:2]))
     pad = ~batch.src_mask.unsqueeze(1).expand_as(attn)
     assert (attn[pad] == 0).all()
-    hyp = greedy_search(model, batch, VOCAB.bos_id, VOCAB.eos_id, 2.0, 3, return_attention=True)
-    for i, a in enumerate(hyp.attention):
-        assert a.shape == (len(hyp.tokens[i]) + 1 if len(hyp.tokens[i]) < a.shape[0] else a.shape[0],
-                           int(batch.src_lengths[i]))
+    opts = DecodeOptions(max_len_a=2.0, max_len_b=3, return_attention=True)
+    for i, (h,) in enumerate(greedy_search(model, batch, VOCAB.bos_id, VOCAB.eos_id, opts)):
+        a = h.attention
+        assert a.shape[0] in (len(h.tokens), len(h.tokens) + 1) and a.shape[1] == int(batch.src_lengths[i])
         torch.testing.assert_close(a.sum(-1), torch.ones(a.shape[0]))
 
 
@@ -139,9 +140,9 @@ def test_state_reorder_matches_recomputation():
 def test_greedy_respects_length_cap():
     model = build()
     batch = data().batch([0, 1, 2, 3])
-    hyp = greedy_search(model, batch, VOCAB.bos_id, VOCAB.eos_id, max_len_a=0.0, max_len_b=2)
-    assert all(len(t) <= 2 for t in hyp.tokens)
-    assert all(VOCAB.eos_id not in t for t in hyp.tokens)
+    nbest = greedy_search(model, batch, VOCAB.bos_id, VOCAB.eos_id, DecodeOptions(max_len_a=0.0, max_len_b=2))
+    assert all(len(h.tokens) <= 2 for (h,) in nbest)
+    assert all(VOCAB.eos_id not in h.tokens for (h,) in nbest)
 
 
 def test_incompatible_sizes_are_user_errors():
