@@ -1,0 +1,167 @@
+"""Decoding-speed benchmark: words per second, greedy and beam 5, on the 12,000
+standard G2P test words (``../shared/data/g2p-cmudict-g014b2b/g014b2b.ref``).
+
+Models, each trained for ``--train-steps`` updates of 64 words on the peers
+README's common G2P data (so all decode with comparable quality):
+
+1. ``identical``: ours, identical to OpenNMT-py's row in ``../shared/peers/README.md``
+   (bi-LSTM 128/dir, LSTM decoder 256 with input feeding, additive attention, bridge);
+2. ``default``: ours, the default G2P model of ``configs/g2p_cmudict.yaml``;
+3. ``onmt``: OpenNMT-py 3.5.1 with the same model, trained and decoding in its own
+   venv (``--onmt-env``; skipped when absent).  Its time is the ``Total translation
+   time`` it reports (model loading excluded).  JoeyNMT is skipped when its venv
+   (``--joey-env``) is absent.
+
+Decoding: batches of 64 words, 2 threads, output capped at 40 tokens; ours is
+timed around :func:`seq2seq.search.decode_dataset` (batching included).
+
+    python benchmarks/decode_speed.py [--train-steps 2000] [--threads 2] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "peers"))
+
+import torch  # noqa: E402
+
+from seq2seq.config import TrainingConfig, load_config  # noqa: E402
+from seq2seq.data.batching import BucketSampler, ParallelDataset  # noqa: E402
+from seq2seq.loss import sequence_cross_entropy  # noqa: E402
+from seq2seq.models.encoder_decoder import EncoderDecoder  # noqa: E402
+from seq2seq.search import DecodeOptions, decode_dataset  # noqa: E402
+from seq2seq.training import build_optimizer  # noqa: E402
+from train_speed import IDENTICAL, common_data  # noqa: E402
+
+TEST = HERE.parent.parent / "shared" / "data" / "g2p-cmudict-g014b2b" / "g014b2b.ref"
+MAX_LEN = 40
+
+
+def test_words() -> list[str]:
+    """The first column of g014b2b.ref, lower-cased."""
+    return [line.split("\t", 1)[0].strip().lower() for line in TEST.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def train_ours(model_cfg, dataset, sv, tv, steps: int) -> EncoderDecoder:
+    """``steps`` Adam updates (lr 1e-3, clip 1.0) of 64 words, as the speed benchmark's."""
+    torch.manual_seed(1)
+    model = EncoderDecoder.from_config(model_cfg, len(sv), len(tv))
+    model.train()
+    opt = build_optimizer(TrainingConfig(optimizer="adam", learning_rate=1e-3, max_steps=1), model.parameters())
+    sampler = BucketSampler(dataset.lengths(), 64, shuffle=True, seed=1, sort_key=dataset.sort_key())
+    done, epoch = 0, 0
+    while done < steps:
+        for idx in sampler.batches(epoch):
+            batch = dataset.batch(idx)
+            logits, _ = model(batch)
+            loss_sum, n = sequence_cross_entropy(logits, batch.tgt_out, tv.pad_id)
+            opt.zero_grad(set_to_none=True)
+            (loss_sum / n).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            done += 1
+            if done == steps:
+                break
+        epoch += 1
+    return model.eval()
+
+
+def decode_ours(model, words: list[str], sv, tv, beam: int) -> dict:
+    ids = [sv.encode(list(w)) for w in words]
+    dataset = ParallelDataset(ids, None, sv, tv)
+    options = DecodeOptions(strategy="beam" if beam > 1 else "greedy", beam_size=beam, max_len=MAX_LEN,
+                            max_len_a=0.0, max_len_b=MAX_LEN)
+    decode_dataset(model, dataset, tv.bos_id, tv.eos_id, 64, options, torch.device("cpu"))   # warm-up
+    start = time.perf_counter()
+    out = decode_dataset(model, dataset, tv.bos_id, tv.eos_id, 64, options, torch.device("cpu"))
+    seconds = time.perf_counter() - start
+    mean_len = sum(len(h[0].tokens) for h in out) / len(out)
+    return {"words_per_s": len(words) / seconds, "seconds": seconds, "mean_output_len": mean_len}
+
+
+def onmt_decode(env_dir: str, workdir: str, words: list[str], steps: int, threads: int) -> dict:
+    """Train OpenNMT-py's model for ``steps`` updates, then time onmt_translate greedy and beam 5."""
+    from onmt_speed import measure_onmt_training
+
+    measure_onmt_training(env_dir, workdir, steps=steps, threads=threads)
+    checkpoint = Path(workdir, "run", f"model_step_{steps + 1}.pt")
+    src = Path(workdir, "test.src")
+    src.write_text("".join(" ".join(w) + "\n" for w in words), encoding="utf-8")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), CUDA_VISIBLE_DEVICES="",
+               PYTHONWARNINGS="ignore", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+    env.pop("PYTHONPATH", None)
+    launcher = ("import sys, torch; torch.set_num_threads(int(sys.argv.pop(1))); "
+                "from onmt.bin.translate import main; sys.argv[0] = 'onmt_translate'; main()")
+    results = {}
+    for beam in (1, 5):
+        cmd = [str(Path(env_dir, "bin", "python")), "-c", launcher, str(threads), "-model", str(checkpoint),
+               "-src", str(src), "-output", str(Path(workdir, f"pred_beam{beam}.txt")), "-beam_size", str(beam),
+               "-batch_size", "64", "-batch_type", "sents", "-max_length", str(MAX_LEN), "-gpu", "-1",
+               "-report_time"]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"onmt_translate failed:\n{proc.stderr[-2000:]}")
+        m = re.search(r"Total translation time \(s\): ([0-9.]+)", proc.stdout + proc.stderr)
+        seconds = float(m.group(1)) if m else wall
+        results["greedy" if beam == 1 else "beam5"] = {"words_per_s": len(words) / seconds, "seconds": seconds,
+                                                       "wall_seconds": wall}
+    return results
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--train-steps", type=int, default=2000)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--onmt-env", default=os.environ.get("ONMT_ENV", "/work/peers/onmt"))
+    p.add_argument("--joey-env", default=os.environ.get("JOEY_ENV", "/work/peers/joeynmt"))
+    p.add_argument("--limit", type=int, default=None, help="decode only the first N test words (smoke test)")
+    p.add_argument("--skip-onmt", action="store_true")
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    words = test_words()[:args.limit]
+    dataset, sv, tv = common_data()
+    results: dict = {}
+    default_cfg = load_config(HERE.parent / "configs" / "g2p_cmudict.yaml").model
+    for name, cfg in (("identical", IDENTICAL), ("default", default_cfg)):
+        model = train_ours(cfg, dataset, sv, tv, args.train_steps)
+        results[name] = {"greedy": decode_ours(model, words, sv, tv, 1), "beam5": decode_ours(model, words, sv, tv, 5)}
+        print(f"[{name}] {results[name]}", file=sys.stderr)
+    if args.skip_onmt:
+        pass
+    elif Path(args.onmt_env, "bin", "python").exists():
+        results["onmt"] = onmt_decode(args.onmt_env, "/tmp/seq2seq_onmt_decode", words, args.train_steps,
+                                      args.threads)
+        print(f"[onmt] {results['onmt']}", file=sys.stderr)
+    else:
+        print(f"[onmt] no environment at {args.onmt_env}; skipped", file=sys.stderr)
+    if not Path(args.joey_env, "bin", "python").exists():
+        print(f"[joeynmt] no environment at {args.joey_env}; skipped", file=sys.stderr)
+    print(f"\nDecoding speed, {len(words):,} g014b2b test words, batch 64, {args.threads} threads, "
+          f"models trained {args.train_steps} updates")
+    print(f"{'model':12s} {'greedy w/s':>11s} {'beam-5 w/s':>11s}")
+    for name, r in results.items():
+        print(f"{name:12s} {r['greedy']['words_per_s']:>11,.0f} {r['beam5']['words_per_s']:>11,.0f}")
+    if "onmt" in results:
+        for name in ("identical", "default"):
+            print(f"{name} / onmt: greedy {results[name]['greedy']['words_per_s'] / results['onmt']['greedy']['words_per_s']:.2f}x, "
+                  f"beam-5 {results[name]['beam5']['words_per_s'] / results['onmt']['beam5']['words_per_s']:.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
