@@ -35,13 +35,11 @@ sys.path.insert(0, str(HERE / "peers"))
 
 import torch  # noqa: E402
 
-from seq2seq.config import TrainingConfig, load_config  # noqa: E402
+from seq2seq.config import load_config  # noqa: E402
 from seq2seq.data.batching import BucketSampler, ParallelDataset  # noqa: E402
-from seq2seq.loss import sequence_cross_entropy  # noqa: E402
 from seq2seq.models.encoder_decoder import EncoderDecoder  # noqa: E402
 from seq2seq.search import DecodeOptions, decode_dataset  # noqa: E402
-from seq2seq.training import build_optimizer  # noqa: E402
-from train_speed import IDENTICAL, common_data  # noqa: E402
+from train_speed import IDENTICAL, build_ours, common_data  # noqa: E402
 
 TEST = HERE.parent.parent / "shared" / "data" / "g2p-cmudict-g014b2b" / "g014b2b.ref"
 MAX_LEN = 40
@@ -54,26 +52,15 @@ def test_words() -> list[str]:
 
 
 def train_ours(model_cfg, dataset, sv, tv, steps: int) -> EncoderDecoder:
-    """``steps`` Adam updates (lr 1e-3, clip 1.0) of 64 words, as the speed benchmark's."""
-    torch.manual_seed(1)
-    model = EncoderDecoder.from_config(model_cfg, len(sv), len(tv))
-    model.train()
-    opt = build_optimizer(TrainingConfig(optimizer="adam", learning_rate=1e-3, max_steps=1), model.parameters())
+    """``steps`` updates of 64 words with the training-speed benchmark's step."""
+    model, step = build_ours(model_cfg, sv, tv)
     sampler = BucketSampler(dataset.lengths(), 64, shuffle=True, seed=1, sort_key=dataset.sort_key())
     done, epoch = 0, 0
     while done < steps:
-        for idx in sampler.batches(epoch):
-            batch = dataset.batch(idx)
-            logits, _ = model(batch)
-            loss_sum, n = sequence_cross_entropy(logits, batch.tgt_out, tv.pad_id)
-            opt.zero_grad(set_to_none=True)
-            (loss_sum / n).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            done += 1
-            if done == steps:
-                break
-        epoch += 1
+        batches = sampler.batches(epoch)[:steps - done]
+        for idx in batches:
+            step(dataset.batch(idx))
+        done, epoch = done + len(batches), epoch + 1
     return model.eval()
 
 

@@ -82,9 +82,9 @@ def time_training(step_fn, dataset, batch_size: int, steps: int, warmup: int, se
     return {"tok_per_s": tokens / seconds, "seconds": seconds, "tokens": tokens, "steps": steps}
 
 
-def ours(model_cfg: ModelConfig, dataset, sv, tv, batch_size: int, steps: int, warmup: int,
-         precision: str = "fp32") -> dict:
-    """Our trainer's update step on ``model_cfg`` (``precision`` as ``training.precision``)."""
+def build_ours(model_cfg: ModelConfig, sv, tv, precision: str = "fp32"):
+    """Our model (seed 1) and its update step ``step(batch) -> n_tokens``: Adam 1e-3,
+    clip 1.0, ``precision`` as ``training.precision``."""
     torch.manual_seed(1)
     model = EncoderDecoder.from_config(model_cfg, len(sv), len(tv))
     model.train()
@@ -100,6 +100,13 @@ def ours(model_cfg: ModelConfig, dataset, sv, tv, batch_size: int, steps: int, w
         opt.step()
         return n
 
+    return model, step
+
+
+def ours(model_cfg: ModelConfig, dataset, sv, tv, batch_size: int, steps: int, warmup: int,
+         precision: str = "fp32") -> dict:
+    """Our trainer's update step on ``model_cfg`` (``precision`` as ``training.precision``)."""
+    model, step = build_ours(model_cfg, sv, tv, precision)
     out = time_training(step, dataset, batch_size, steps, warmup)
     out["params"] = model.num_parameters()
     return out

@@ -133,8 +133,8 @@ class Seq2Seq:
             Seq2SeqError: an unknown or invalid decoding option.
         """
         opts = self.decode_options(beam=beam, return_attention=return_attention, **options)
-        src_tok = self.corpus.src_tokenizer
-        keep = [i for i, s in enumerate(sources) if src_tok.encode(s)]
+        src_tokens = [self.corpus.src_tokenizer.encode(s) for s in sources]
+        keep = [i for i, t in enumerate(src_tokens) if t]
         nbest: list[list[Prediction]] = [[Prediction("", [], 0.0, 0.0, None, [])] for _ in sources]
         if keep:
             ids = self.corpus.encode_sources([sources[i] for i in keep])
@@ -143,9 +143,8 @@ class Seq2Seq:
             hyps = decode_dataset(self.model, dataset, v.bos_id, v.eos_id, batch_size or self.config.decoding.batch_size,
                                   opts, self.device)
             for j, i in enumerate(keep):
-                src_tokens = src_tok.encode(sources[i])
                 nbest[i] = [Prediction(self.corpus.detokenize(h.tokens), v.decode(h.tokens), h.score, h.log_prob,
-                                       h.attention, src_tokens) for h in hyps[j]]
+                                       h.attention, src_tokens[i]) for h in hyps[j]]
         plain = not (with_scores or return_attention) and max(len(p) for p in nbest) <= 1
         return [p[0].text for p in nbest] if plain else nbest
 

@@ -79,9 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-# (flag, DecodeOptions field, type)
+# (flag, keyword of Seq2Seq.decode_options: a DecodeOptions field or the ``beam`` shorthand, type)
 _DECODING_FLAGS = [
-    ("--beam", "beam_size", int), ("--nbest", "nbest", int), ("--length-penalty", "length_penalty", float),
+    ("--beam", "beam", int), ("--nbest", "nbest", int), ("--length-penalty", "length_penalty", float),
     ("--length-normalization", "length_normalization", str), ("--coverage-penalty", "coverage_penalty", float),
     ("--min-len", "min_len", int), ("--max-len", "max_len", int), ("--no-repeat-ngram", "no_repeat_ngram", int),
     ("--temperature", "temperature", float), ("--top-k", "top_k", int), ("--top-p", "top_p", float),
@@ -97,13 +97,11 @@ def _decoding_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _decoding_overrides(args) -> dict:
-    """The decoding flags given on the command line, as DecodeOptions fields."""
+    """The decoding flags given on the command line, as keywords of ``Seq2Seq.decode_options``."""
     out = {field: getattr(args, f"dec_{field}") for _, field, _ in _DECODING_FLAGS
            if getattr(args, f"dec_{field}") is not None}
     if args.sample:
         out["strategy"] = "sample"
-    elif "beam_size" in out:
-        out["strategy"] = "beam" if out["beam_size"] > 1 else "greedy"
     return out
 
 
@@ -144,14 +142,14 @@ def _cmd_predict(args) -> None:
     from seq2seq.checkpoint import atomic_write_text
 
     model = Seq2Seq.load(args.run, args.checkpoint)
-    options = model.decode_options(**_decoding_overrides(args))   # validate before reading stdin
+    overrides = _decoding_overrides(args)
+    model.decode_options(**overrides)              # report a bad option before reading stdin
     try:
         lines = sys.stdin.buffer.read().decode("utf-8").splitlines()
     except UnicodeDecodeError as e:
         raise Seq2SeqError(f"<stdin>: invalid UTF-8 at byte {e.start}") from None
-    fields = {k: v for k, v in vars(options).items() if k != "return_attention"}
     nbest = model.predict(lines, batch_size=args.batch_size, with_scores=True,
-                          return_attention=bool(args.attention), **fields)
+                          return_attention=bool(args.attention), **overrides)
     several = max(len(p) for p in nbest) > 1 if nbest else False
     for i, preds in enumerate(nbest):
         for p in preds:

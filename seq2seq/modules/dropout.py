@@ -18,6 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def _check_probability(p: float) -> None:
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+
+
 def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, like: Tensor) -> Tensor:
     """A keep mask scaled for inverted dropout: 0 with probability p, else 1 / (1 - p).
 
@@ -32,8 +37,7 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, like: Tensor) ->
     Raises:
         ValueError: p outside [0, 1).
     """
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    _check_probability(p)
     if like.device.type != "cpu":
         return F.dropout(torch.ones(shape, device=like.device, dtype=like.dtype), p, True)
     n = math.prod(shape)
@@ -53,8 +57,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.0):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        _check_probability(p)
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
