@@ -25,6 +25,9 @@ from seq2seq.search import DecodeOptions, decode_dataset
 from seq2seq.training import evaluate_split, resolve_device
 
 
+CHECKPOINTS = ("best", "last", "averaged")
+
+
 @dataclass
 class Prediction:
     """One hypothesis for one source.
@@ -65,7 +68,7 @@ class Seq2Seq:
 
         Args:
             run_dir: the run directory.
-            checkpoint: ``best`` or ``last``.
+            checkpoint: ``best``, ``last`` or ``averaged`` (``seq2seq average``).
             device: ``auto``, ``cpu`` or ``cuda``.
 
         Raises:
@@ -74,8 +77,8 @@ class Seq2Seq:
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").exists():
             raise Seq2SeqError(f"{run_dir}: not a run directory (no config.yaml)")
-        if checkpoint not in ("best", "last"):
-            raise Seq2SeqError(f"checkpoint must be 'best' or 'last', not {checkpoint!r}")
+        if checkpoint not in CHECKPOINTS:
+            raise Seq2SeqError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
         config = load_config(run_dir / "config.yaml")
         corpus = Corpus.load(config.data, run_dir)
         stem = run_dir / "checkpoints" / checkpoint

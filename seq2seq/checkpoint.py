@@ -115,3 +115,38 @@ def join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
         idx, key = name.split(".", 1)
         state.setdefault(int(idx), {})[key] = value
     return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def average_checkpoints(stems: list[Path], out: Path) -> list[str]:
+    """Average the model weights of several checkpoints into ``out`` (Vaswani et
+    al. 2017, sec. 6.1 average the last checkpoints; Junczys-Dowmunt et al. 2016).
+
+    Floating-point ``model.*`` tensors are averaged element-wise; the others
+    (integer buffers) are taken from the last checkpoint.
+
+    Args:
+        stems: checkpoints to average (paths without suffix), oldest first.
+        out: the stem to write, e.g. ``run/checkpoints/averaged``.
+
+    Returns:
+        The names of the averaged checkpoints.
+
+    Raises:
+        Seq2SeqError: no checkpoints, or checkpoints of different models.
+    """
+    if not stems:
+        raise Seq2SeqError(f"{out.parent}: no checkpoints to average (set training.keep_checkpoints)")
+    total: dict[str, torch.Tensor] = {}
+    for stem in stems:
+        tensors, _ = load_checkpoint(stem)
+        model = {k: v for k, v in tensors.items() if k.startswith("model.")}
+        if total and set(model) != set(total):
+            raise Seq2SeqError(f"{stem}: holds different weights from {stems[0]}; cannot average them")
+        for name, value in model.items():
+            if value.is_floating_point():
+                total[name] = total[name] + value.double() if name in total else value.double()
+            else:
+                total[name] = value
+    averaged = {k: (v / len(stems)).float() if v.is_floating_point() else v for k, v in total.items()}
+    save_checkpoint(out, averaged, {"averaged": [s.name for s in stems]})
+    return [s.name for s in stems]

@@ -4,7 +4,8 @@
     seq2seq data toy --task reverse --out data/toy_reverse
     seq2seq train CONFIG [--run RUN] [--set KEY=VALUE ...] [--overwrite]
     seq2seq train --resume RUN [--set training.max_steps=...]
-    seq2seq evaluate RUN --data FILE [--json] [--checkpoint best|last] [decoding options]
+    seq2seq evaluate RUN --data FILE [--json] [--checkpoint best|last|averaged] [decoding options]
+    seq2seq average RUN [--last N]
     seq2seq predict RUN [--beam 5 --nbest 3 --scores] [--attention FILE] < sources.txt > outputs.txt
     seq2seq plot-attention FILE --index I [--rank R] --out PNG
 
@@ -42,17 +43,21 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="score a run on a TSV file")
     e.add_argument("run")
     e.add_argument("--data", required=True, help="TSV: source<TAB>ref1[<TAB>ref2...]")
-    e.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    e.add_argument("--checkpoint", default="best", choices=["best", "last", "averaged"])
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _decoding_arguments(e)
 
     pr = sub.add_parser("predict", help="decode sources from stdin, one per line, to stdout")
     pr.add_argument("run")
-    pr.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    pr.add_argument("--checkpoint", default="best", choices=["best", "last", "averaged"])
     pr.add_argument("--batch-size", type=int, default=None)
     pr.add_argument("--scores", action="store_true", help="append each hypothesis's score (TAB-separated)")
     pr.add_argument("--attention", metavar="FILE", help="write every hypothesis's attention to FILE as JSON")
     _decoding_arguments(pr)
+
+    av = sub.add_parser("average", help="average the weights of a run's last kept checkpoints")
+    av.add_argument("run")
+    av.add_argument("--last", type=int, default=None, help="how many (default: all kept, training.keep_checkpoints)")
 
     pa = sub.add_parser("plot-attention", help="draw one prediction's attention (from predict --attention) as PNG")
     pa.add_argument("file", help="JSON written by predict --attention")
@@ -127,6 +132,22 @@ def format_table(results: dict) -> str:
     rows = [(k, f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in results.items()]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _cmd_average(args) -> None:
+    from seq2seq.checkpoint import average_checkpoints
+
+    folder = Path(args.run) / "checkpoints"
+    if not folder.is_dir():
+        raise Seq2SeqError(f"{args.run}: not a run directory (no checkpoints/)")
+    stems = [folder / stem for stem in sorted({f.stem for f in folder.glob("step_*.safetensors")})]
+    if args.last is not None:
+        if args.last < 1:
+            raise Seq2SeqError("--last must be >= 1")
+        stems = stems[-args.last:]
+    names = average_checkpoints(stems, folder / "averaged")
+    print(f"averaged {len(names)} checkpoints ({', '.join(names)}) into {folder / 'averaged'}; "
+          f"use --checkpoint averaged", file=sys.stderr)
 
 
 def _cmd_evaluate(args) -> None:
@@ -210,7 +231,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
     args = _parser().parse_args(argv)
     handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "data": _cmd_data,
-                "plot-attention": _cmd_plot_attention}
+                "plot-attention": _cmd_plot_attention, "average": _cmd_average}
     try:
         handlers[args.command](args)
     except Seq2SeqError as e:

@@ -81,6 +81,8 @@ class DecoderConfig(_Section):
     attention: AttentionType = "luong_general"
     attention_size: Optional[int] = Field(None, ge=1)
     input_feeding: bool = False
+    context_every_step: bool = False
+    feed_previous_output: bool = True
     tie_embeddings: bool = False
 
     @model_validator(mode="after")
@@ -89,19 +91,82 @@ class DecoderConfig(_Section):
             raise ValueError("input_feeding needs a luong_* attention (it feeds tanh(W[h; c]))")
         if self.tie_embeddings and self.embedding_size != self.hidden_size:
             raise ValueError("tie_embeddings needs embedding_size == hidden_size")
+        if not (self.feed_previous_output or self.context_every_step or self.input_feeding
+                or self.attention == "bahdanau"):
+            raise ValueError("feed_previous_output: false leaves the decoder cell without input; also set "
+                             "context_every_step, input_feeding or attention: bahdanau")
         return self
 
 
 class ModelConfig(_Section):
-    """The encoder, the bridge between them, and the decoder."""
+    """The encoder, the bridge between them, and the decoder.
+
+    ``context`` is the fixed-size summary c of the source that the bridge (and
+    ``decoder.context_every_step``) reads: ``last``, the encoder's final states
+    (Sutskever et al. 2014; Cho et al. 2014, eq. 2 with f = the final state), or
+    ``mean`` / ``max``, a learned transform ``tanh(W pool_j(h_j) + b)`` of all the
+    encoder's states.  ``reverse_source`` feeds the source backwards (Sutskever et
+    al. 2014, sec. 3.3); attention still sees the states in source order.
+    """
 
     encoder: EncoderConfig = EncoderConfig()
     decoder: DecoderConfig = DecoderConfig()
     bridge: Literal["none", "last", "projection"] = "projection"
+    context: Literal["last", "mean", "max"] = "last"
+    reverse_source: bool = False
+
+
+class TeacherForcingConfig(_Section):
+    """What the decoder reads during training: the gold previous token (teacher
+    forcing) or, with probability 1 - eps_i, the model's own prediction
+    (scheduled sampling, Bengio et al. 2015).
+
+    eps_i, the probability of feeding the gold token at update i (sec. 2.4):
+    ``constant``: ``ratio`` (the seeds' teacher_forcing_ratio; 1 = full teacher
+    forcing); ``linear``: ``max(end, start - (start - end) * i / steps)``;
+    ``exponential``: ``k ** i`` (k < 1); ``inverse_sigmoid``: ``k / (k + exp(i / k))``
+    (k >= 1).  A coin per target token decides.  The fed prediction is the argmax
+    or a sample at ``temperature``.  ``mode``: ``two_pass`` predicts with a
+    teacher-forced pass and trains a second pass on the mixed inputs (Duckworth et
+    al. 2019), fast when the decoder runs a whole target in one call; ``exact``
+    feeds each step's own prediction to the next step; ``auto`` picks two_pass for
+    such decoders and exact otherwise.
+    """
+
+    schedule: Literal["constant", "linear", "exponential", "inverse_sigmoid"] = "constant"
+    ratio: float = Field(1.0, ge=0.0, le=1.0)
+    start: float = Field(1.0, ge=0.0, le=1.0)
+    end: float = Field(0.0, ge=0.0, le=1.0)
+    steps: int = Field(10000, ge=1)
+    k: Optional[float] = Field(None, gt=0)
+    sampling: Literal["argmax", "sample"] = "argmax"
+    temperature: float = Field(1.0, gt=0)
+    mode: Literal["auto", "two_pass", "exact"] = "auto"
+
+    @model_validator(mode="after")
+    def _check(self) -> "TeacherForcingConfig":
+        if self.schedule == "exponential" and not (self.k is not None and self.k < 1):
+            raise ValueError("the exponential schedule eps_i = k ** i needs 0 < k < 1 (e.g. k: 0.9999)")
+        if self.schedule == "inverse_sigmoid" and not (self.k is not None and self.k >= 1):
+            raise ValueError("the inverse_sigmoid schedule k / (k + exp(i / k)) needs k >= 1 (e.g. k: 2000)")
+        return self
 
 
 class TrainingConfig(_Section):
-    """Optimisation, limits, validation and early stopping."""
+    """Optimisation, limits, validation and early stopping.
+
+    ``weight_decay`` with adam or sgd is the L2 penalty of the seeds'
+    ``lambda_l2_reg`` (gradient + lambda * w, i.e. loss + lambda/2 * sum w^2);
+    with adamw it is decoupled (Loshchilov & Hutter 2019).
+    ``accumulate_batches`` sums the gradients of that many batches per update
+    (loss normalised by all their tokens).  ``scheduler``: ``plateau`` (multiply
+    by ``plateau_factor`` after ``plateau_patience`` validations without
+    improvement), ``inverse_sqrt`` (linear warm-up over ``warmup_steps``, then
+    ``lr * sqrt(warmup_steps / step)``; Vaswani et al. 2017), ``exponential``
+    (``lr * decay_rate ** (step / decay_steps)`` after the warm-up); never below
+    ``min_learning_rate``.  ``keep_checkpoints`` keeps the weights of the last N
+    validations for ``seq2seq average``.
+    """
 
     batch_size: int = Field(64, ge=1)
     batch_type: Literal["sentences", "tokens"] = "sentences"
@@ -111,10 +176,16 @@ class TrainingConfig(_Section):
     momentum: float = Field(0.0, ge=0)
     clip_grad_norm: Optional[float] = Field(1.0, gt=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    scheduler: Literal["none", "plateau"] = "plateau"
+    accumulate_batches: int = Field(1, ge=1)
+    scheduler: Literal["none", "plateau", "inverse_sqrt", "exponential"] = "plateau"
     plateau_factor: float = Field(0.5, gt=0, lt=1)
     plateau_patience: int = Field(2, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    decay_rate: float = Field(0.5, gt=0, le=1)
+    decay_steps: int = Field(10000, ge=1)
     min_learning_rate: float = Field(1e-5, ge=0)
+    teacher_forcing: TeacherForcingConfig = TeacherForcingConfig()
+    keep_checkpoints: int = Field(0, ge=0)
     max_steps: Optional[int] = Field(None, ge=1)
     max_epochs: Optional[int] = Field(None, ge=1)
     max_minutes: Optional[float] = Field(None, gt=0)
@@ -131,6 +202,8 @@ class TrainingConfig(_Section):
     def _check(self) -> "TrainingConfig":
         if self.max_steps is None and self.max_epochs is None and self.max_minutes is None:
             raise ValueError("set at least one of max_steps, max_epochs, max_minutes")
+        if self.scheduler == "inverse_sqrt" and self.warmup_steps < 1:
+            raise ValueError("scheduler inverse_sqrt needs warmup_steps >= 1")
         return self
 
 

@@ -1,4 +1,4 @@
-"""Plots: training and validation curves."""
+"""Plots: training and validation curves, the teacher-forcing schedule, attention."""
 
 from __future__ import annotations
 
@@ -37,6 +37,30 @@ def plot_curves(records: list[dict], path: Path, metric: str) -> None:
     ax2.set_ylabel(f"valid {metric}" + (" (%)" if metric in ("wer", "per", "accuracy", "bleu", "chrf") else ""))
     ax2.grid(alpha=0.3)
     fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_teacher_forcing(records: list[dict], path: Path) -> None:
+    """Draw eps_i, the probability of feeding the gold token (scheduled sampling), against steps.
+
+    Args:
+        records: rows of ``metrics.jsonl``; training rows carry ``teacher_forcing``.
+        path: PNG to write.
+    """
+    rows = [r for r in records if r.get("split") == "train" and "teacher_forcing" in r]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot([r["step"] for r in rows], [r["teacher_forcing"] for r in rows], color="C3")
+    ax.set_xlabel("step")
+    ax.set_ylabel("P(gold previous token)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("scheduled sampling (Bengio et al. 2015)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    """Write a figure atomically (temporary file + rename) and close it."""
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
@@ -75,7 +99,4 @@ def plot_attention(weights, source_tokens: list[str], output_tokens: list[str], 
         ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    _save(fig, path)

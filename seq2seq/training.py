@@ -10,9 +10,10 @@ A run directory holds everything about one run::
     RUN/checkpoints/best.*   best weights by the early-stopping metric
     RUN/checkpoints/last.*   weights + optimizer + scheduler + RNG + data position
 
-Training is maximum likelihood with full teacher forcing: the decoder reads the
-gold previous token (Williams & Zipser 1989; Sutskever et al. 2014), and the loss
-is the cross-entropy per real target token.
+Training is maximum likelihood: the loss is the cross-entropy per real target
+token.  By default the decoder reads the gold previous token (teacher forcing,
+Williams & Zipser 1989; Sutskever et al. 2014); ``training.teacher_forcing``
+switches to scheduled sampling (:mod:`seq2seq.scheduled_sampling`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from seq2seq.errors import Seq2SeqError
 from seq2seq.loss import sequence_cross_entropy
 from seq2seq.metrics import HIGHER_IS_BETTER, compute_metrics, oracle_error_rates
 from seq2seq.models.encoder_decoder import EncoderDecoder
-from seq2seq.plotting import plot_curves
+from seq2seq.plotting import plot_curves, plot_teacher_forcing
+from seq2seq.scheduled_sampling import scheduled_sampling_logits, teacher_forcing_probability
 from seq2seq.search import DecodeOptions, NBest, decode_dataset
 
 
@@ -81,6 +83,37 @@ def autocast(precision: str, device: torch.device):
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def build_scheduler(cfg, optimizer: torch.optim.Optimizer):
+    """The learning-rate schedule of ``training.scheduler``.
+
+    ``plateau`` steps on validation scores; ``inverse_sqrt`` (linear warm-up, then
+    ``sqrt(warmup / step)``, Vaswani et al. 2017, eq. 3) and ``exponential``
+    (``decay_rate ** (step / decay_steps)`` after an optional warm-up) step once per
+    update.  The rate never falls below ``min_learning_rate``.
+
+    Returns:
+        A torch scheduler, or None for ``none``.
+    """
+    if cfg.scheduler == "none":
+        return None
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max" if HIGHER_IS_BETTER[cfg.early_stopping_metric] else "min",
+            factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_learning_rate)
+    floor = cfg.min_learning_rate / cfg.learning_rate
+    warmup = cfg.warmup_steps
+
+    def factor(step: int) -> float:
+        n = step + 1                                   # the update about to be taken, 1-based
+        if n <= warmup:
+            return n / warmup
+        if cfg.scheduler == "inverse_sqrt":
+            return max(floor, math.sqrt(warmup / n))
+        return max(floor, cfg.decay_rate ** ((n - warmup) / cfg.decay_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 @dataclass
@@ -163,14 +196,13 @@ class Trainer:
         self.optimizer = build_optimizer(t, model.parameters())
         self.metric = t.early_stopping_metric
         self.higher_better = HIGHER_IS_BETTER[self.metric]
-        self.scheduler = None
-        if t.scheduler == "plateau":
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, mode="max" if self.higher_better else "min", factor=t.plateau_factor,
-                patience=t.plateau_patience, min_lr=t.min_learning_rate)
+        self.scheduler = build_scheduler(t, self.optimizer)
+        self.per_update_scheduler = self.scheduler is not None and t.scheduler != "plateau"
         self.sampler = BucketSampler(train_split.dataset.lengths(), t.batch_size, t.batch_type, shuffle=True,
                                      seed=config.seed, sort_key=train_split.dataset.sort_key())
         self.state = TrainState()
+        tf = t.teacher_forcing
+        self.scheduled_sampling = not (tf.schedule == "constant" and tf.ratio == 1.0)
         self.records: list[dict] = []
         self.ckpt_dir = run_dir / "checkpoints"
 
@@ -236,18 +268,32 @@ class Trainer:
             self.save("best")
         else:
             st.bad_validations += 1
-        if self.scheduler is not None:
+        if self.scheduler is not None and not self.per_update_scheduler:
             self.scheduler.step(score)
         self.log({"step": st.step, "epoch": st.epoch, "split": "valid",
                   **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in results.items()},
                   "lr": self.optimizer.param_groups[0]["lr"], "best": improved})
         shown = " ".join(f"{k}={v:.2f}" for k, v in results.items() if isinstance(v, float))
         self._print(f"[valid] step {st.step} {shown}{' *best*' if improved else ''}")
+        self._keep_step_checkpoint()
         p = self.config.training.patience
         if p is not None and st.bad_validations >= p:
             st.stopped = f"early stopping: no better {self.metric} in {p} validations"
         self.save("last")
         plot_curves(self.records, self.run_dir / "curves.png", self.metric)
+        if self.scheduled_sampling:
+            plot_teacher_forcing(self.records, self.run_dir / "teacher_forcing.png")
+
+    def _keep_step_checkpoint(self) -> None:
+        """With ``keep_checkpoints`` N, save ``step_<step>`` weights and drop all but the last N."""
+        n = self.config.training.keep_checkpoints
+        if n == 0:
+            return
+        self.save(f"step_{self.state.step:08d}")
+        stems = sorted({f.stem for f in self.ckpt_dir.glob("step_*.safetensors")})
+        for stem in stems[:-n]:
+            for suffix in (".safetensors", ".json"):
+                (self.ckpt_dir / (stem + suffix)).unlink(missing_ok=True)
 
     def _print(self, msg: str) -> None:
         if self._bar is not None:
@@ -277,25 +323,43 @@ class Trainer:
             left.append(60 * t.max_minutes - st.elapsed_s)
         return max(0.0, min(left))
 
-    def train_step(self, batch: Batch) -> tuple[torch.Tensor, int]:
-        """One update with full teacher forcing: forward, per-token loss, backward,
-        clipping, optimizer step.
+    def teacher_forcing(self) -> float:
+        """eps_i, the probability of feeding the gold token at the current update."""
+        return teacher_forcing_probability(self.config.training.teacher_forcing, self.state.step)
+
+    def train_step(self, batches: list[Batch]) -> tuple[torch.Tensor, int]:
+        """One update: forward (teacher forcing or scheduled sampling), per-token
+        loss, backward, clipping, optimizer step, per-update LR schedule.
+
+        Args:
+            batches: one batch, or ``accumulate_batches`` of them whose gradients are
+                summed (the loss is normalised by all their target tokens).
 
         Returns:
-            The summed loss of the batch (detached, nats) and its target tokens.
+            The summed loss (detached, nats) and the target tokens.
         """
         t = self.config.training
-        batch = batch.to(self.device)
-        with autocast(t.precision, self.device):
-            logits, _ = self.model(batch)
-        loss_sum, ntok = sequence_cross_entropy(logits.float(), batch.tgt_out, self.corpus.tgt_vocab.pad_id,
-                                                t.label_smoothing)
+        pad = self.corpus.tgt_vocab.pad_id
+        batches = [b.to(self.device) for b in batches]
+        total = sum(int((b.tgt_out != pad).sum()) for b in batches)
+        eps = self.teacher_forcing()
         self.optimizer.zero_grad(set_to_none=True)
-        (loss_sum / ntok).backward()
+        loss_total = None
+        for batch in batches:
+            with autocast(t.precision, self.device):
+                if eps >= 1.0:
+                    logits, _ = self.model(batch)
+                else:
+                    logits = scheduled_sampling_logits(self.model, batch, eps, t.teacher_forcing)
+            loss_sum, _ = sequence_cross_entropy(logits.float(), batch.tgt_out, pad, t.label_smoothing)
+            (loss_sum / total).backward()
+            loss_total = loss_sum.detach() if loss_total is None else loss_total + loss_sum.detach()
         if t.clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_grad_norm)
         self.optimizer.step()
-        return loss_sum.detach(), ntok
+        if self.per_update_scheduler:
+            self.scheduler.step()
+        return loss_total, total
 
     def fit(self) -> TrainState:
         """Train until a limit or early stopping; returns the final counters."""
@@ -314,9 +378,11 @@ class Trainer:
         while not st.stopped:
             batches = self.sampler.batches(st.epoch)
             while st.batch_in_epoch < len(batches):
-                loss_sum, ntok = self.train_step(self.train_split.dataset.batch(batches[st.batch_in_epoch]))
+                group = batches[st.batch_in_epoch:st.batch_in_epoch + t.accumulate_batches]
+                eps = self.teacher_forcing()
+                loss_sum, ntok = self.train_step([self.train_split.dataset.batch(idx) for idx in group])
                 st.step += 1
-                st.batch_in_epoch += 1
+                st.batch_in_epoch += len(group)
                 now = time.perf_counter()
                 st.elapsed_s += now - last_tick
                 last_tick = now
@@ -331,6 +397,8 @@ class Trainer:
                     rec = {"step": st.step, "epoch": st.epoch, "split": "train",
                            "loss": round(float(window_loss) / window_tokens, 4), "tokens_per_s": round(tok_s, 1),
                            "lr": self.optimizer.param_groups[0]["lr"], "elapsed_s": round(st.elapsed_s, 1)}
+                    if self.scheduled_sampling:
+                        rec["teacher_forcing"] = round(eps, 6)
                     self.log(rec)
                     left_s = time.strftime("%H:%M:%S", time.gmtime(left)) if math.isfinite(left) else "?"
                     if self._bar is not None:

@@ -65,8 +65,8 @@ def test_every_shipped_config_validates():
 
     from seq2seq.config import load_config
 
-    configs = sorted(Path("configs").glob("*.yaml"))
-    assert len(configs) >= 4
+    configs = sorted(Path("configs").rglob("*.yaml"))
+    assert len(configs) >= 8
     for path in configs:
         load_config(path)
 

@@ -18,15 +18,16 @@ ATTENTIONS = ["none", "bahdanau", "luong_dot", "luong_general", "luong_concat"]
 
 
 def build(cell="lstm", attention="luong_general", bridge="projection", input_feeding=False, layers=1,
-          bidirectional=True, dec_cell=None, tie=False):
+          bidirectional=True, dec_cell=None, tie=False, context="last", every_step=False, prev_output=True,
+          reverse=False):
     enc_h = 8 if bidirectional else 16
     cfg = ModelConfig.model_validate({
         "encoder": {"cell": cell, "embedding_size": 16 if tie else 12, "hidden_size": enc_h, "layers": layers,
                     "bidirectional": bidirectional, "dropout": 0.0},
         "decoder": {"cell": dec_cell or cell, "embedding_size": 16 if tie else 12, "hidden_size": 16,
                     "layers": layers, "dropout": 0.0, "attention": attention, "input_feeding": input_feeding,
-                    "tie_embeddings": tie},
-        "bridge": bridge})
+                    "tie_embeddings": tie, "context_every_step": every_step, "feed_previous_output": prev_output},
+        "bridge": bridge, "context": context, "reverse_source": reverse})
     torch.manual_seed(0)
     return EncoderDecoder.from_config(cfg, len(VOCAB), len(VOCAB)).eval()
 
@@ -47,6 +48,16 @@ VARIANTS = [dict(cell=c, attention=a) for c, a in itertools.product(["rnn", "gru
     dict(cell="lstm", dec_cell="gru", attention="luong_general", bridge="none"),
     dict(attention="luong_general", tie=True),
     dict(attention="bahdanau", bidirectional=False, bridge="last"),
+    # the seeds' decoder inputs and contexts (issue: encoder-decoder family)
+    dict(cell="gru", attention="none", every_step=True),                       # Cho et al. 2014
+    dict(cell="lstm", attention="none", every_step=True, layers=2, context="mean"),
+    dict(cell="gru", attention="none", every_step=True, prev_output=False, context="max"),
+    dict(attention="luong_general", every_step=True, input_feeding=True),
+    dict(attention="bahdanau", every_step=True, prev_output=False),
+    dict(attention="luong_dot", context="mean", bridge="last"),
+    dict(attention="none", context="max", bridge="projection", dec_cell="lstm", cell="gru"),
+    dict(attention="luong_general", reverse=True, input_feeding=True),
+    dict(cell="lstm", attention="none", reverse=True, bridge="last", bidirectional=False, layers=2),
 ]
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
 from torch import Tensor, nn
 
 from seq2seq.config import ModelConfig
 from seq2seq.data.batching import Batch
-from seq2seq.modules.bridge import Bridge
+from seq2seq.modules.bridge import Bridge, EncoderContext
 from seq2seq.modules.decoders import DecoderState, RNNDecoder
 from seq2seq.modules.encoders import EncoderOutput, RNNEncoder
 
@@ -20,13 +21,18 @@ class EncoderDecoder(nn.Module):
 
     Args:
         encoder: the source encoder.
-        bridge: encoder final state -> decoder initial state.
+        bridge: source summary -> decoder initial state.
         decoder: the target decoder.
+        context: the source summary c (default: the final states, ``last``).
+        reverse_source: encode the source backwards (Sutskever et al. 2014, sec. 3.3).
     """
 
-    def __init__(self, encoder: RNNEncoder, bridge: Bridge, decoder: RNNDecoder):
+    def __init__(self, encoder: RNNEncoder, bridge: Bridge, decoder: RNNDecoder,
+                 context: Optional[EncoderContext] = None, reverse_source: bool = False):
         super().__init__()
         self.encoder, self.bridge, self.decoder = encoder, bridge, decoder
+        self.context = context if context is not None else EncoderContext("last", encoder.output_size)
+        self.reverse_source = reverse_source
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int,
@@ -39,11 +45,13 @@ class EncoderDecoder(nn.Module):
         e, d = cfg.encoder, cfg.decoder
         encoder = RNNEncoder(src_vocab_size, e.cell, e.embedding_size, e.hidden_size, e.layers,
                              e.bidirectional, e.dropout, pad_id)
-        bridge = Bridge(cfg.bridge, e.cell, d.cell, encoder.output_size, e.layers, d.hidden_size, d.layers)
+        pooled = cfg.context != "last"          # a pooled context reaches the bridge as one layer, no cell state
+        bridge = Bridge(cfg.bridge, "gru" if pooled else e.cell, d.cell, encoder.output_size,
+                        1 if pooled else e.layers, d.hidden_size, d.layers)
         decoder = RNNDecoder(tgt_vocab_size, d.cell, d.embedding_size, d.hidden_size, d.layers, d.dropout,
                              d.attention, encoder.output_size, d.attention_size, d.input_feeding,
-                             d.tie_embeddings, pad_id)
-        return cls(encoder, bridge, decoder)
+                             d.tie_embeddings, pad_id, d.context_every_step, d.feed_previous_output)
+        return cls(encoder, bridge, decoder, EncoderContext(cfg.context, encoder.output_size), cfg.reverse_source)
 
     def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor) -> tuple[EncoderOutput, DecoderState]:
         """Encode a source batch and build the decoder's start state.
@@ -51,9 +59,14 @@ class EncoderDecoder(nn.Module):
         Args:
             src: (batch, src_len) ids; src_lengths: (batch,); src_mask: (batch, src_len).
         """
+        if self.reverse_source:
+            src = reverse_padded(src, src_lengths)
         encoded = self.encoder(src, src_lengths, src_mask)
-        hidden = self.bridge(encoded.final, src.size(0))
-        return encoded, self.decoder.init_state(encoded, hidden)
+        if self.reverse_source:     # attention and its weights refer to source positions in reading order
+            encoded.outputs = reverse_padded(encoded.outputs, src_lengths)
+        context, summary = self.context(encoded.outputs, encoded.final, encoded.mask)
+        hidden = self.bridge(summary, src.size(0))
+        return encoded, self.decoder.init_state(encoded, hidden, context)
 
     def forward(self, batch: Batch, return_attention: bool = False) -> tuple[Tensor, Optional[Tensor]]:
         """Teacher-forced logits.
@@ -67,3 +80,20 @@ class EncoderDecoder(nn.Module):
     def num_parameters(self) -> int:
         """Trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse each row's first ``lengths[b]`` positions, leaving padding in place.
+
+    Args:
+        x: (batch, len, ...) a padded batch; lengths: (batch,) true lengths.
+
+    Returns:
+        Same shape: row b is x[b, lengths[b]-1], ..., x[b, 0], then its padding.
+    """
+    steps = torch.arange(x.size(1), device=x.device)
+    lengths = lengths.to(x.device).unsqueeze(1)
+    index = torch.where(steps < lengths, lengths - 1 - steps, steps)               # (batch, len)
+    if x.dim() > 2:
+        index = index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(1, index)

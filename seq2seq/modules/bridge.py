@@ -1,4 +1,13 @@
-"""The bridge: how the encoder's final state becomes the decoder's initial state.
+"""The bridge: how the encoder's final state becomes the decoder's initial state,
+and the fixed-size source context c that it and the decoder may read.
+
+Context (:class:`EncoderContext`, Cho et al. 2014 eq. 2: c = q({h_1, ..., h_T})):
+
+- ``last``: q = the final states (per layer, directions concatenated);
+- ``mean`` / ``max``: a learned transform of all top-layer states,
+  ``c = tanh(W pool_j(h_j) + b)``, pooling over real (unpadded) positions only.
+
+Bridge:
 
 - ``none``: zeros (the decoder sees the source only through attention).
 - ``last``: the encoder's final state per layer, directions concatenated (Sutskever
@@ -15,6 +24,41 @@ from torch import Tensor, nn
 
 from seq2seq.errors import Seq2SeqError
 from seq2seq.modules.rnn import RNNState
+
+
+class EncoderContext(nn.Module):
+    """The source summary c, and the state the bridge starts from.
+
+    Args:
+        kind: ``last``, ``mean`` or ``max``.
+        size: encoder output size M (directions concatenated).
+    """
+
+    def __init__(self, kind: str, size: int):
+        super().__init__()
+        self.kind = kind
+        self.proj = nn.Linear(size, size) if kind != "last" else None
+
+    def forward(self, outputs: Tensor, final: RNNState, mask: Tensor) -> tuple[Tensor, RNNState]:
+        """Args:
+            outputs: (batch, src_len, M) top-layer states, zero on padding.
+            final: (layers, batch, M) or (h, c): the final states.
+            mask: (batch, src_len) True on real tokens.
+
+        Returns:
+            c: (batch, M) the context; summary: what the bridge maps to the decoder's
+            initial state: ``final`` for ``last``, else c as one layer (1, batch, M).
+        """
+        if self.kind == "last":
+            h = final[0] if isinstance(final, tuple) else final
+            return h[-1], final
+        if self.kind == "mean":
+            m = mask.unsqueeze(-1).to(outputs.dtype)
+            pooled = (outputs * m).sum(1) / m.sum(1).clamp_min(1.0)
+        else:
+            pooled = outputs.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values
+        c = torch.tanh(self.proj(pooled))
+        return c, c.unsqueeze(0)
 
 
 class Bridge(nn.Module):

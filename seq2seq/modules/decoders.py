@@ -13,6 +13,14 @@ Two placements of attention (chosen by ``attention``):
 
 Logits are ``W_out o_t + b`` (W_out optionally the target embedding matrix: tied).
 
+Decoder inputs (Cho et al. 2014, sec. 2.1 and appendix A.1.2):
+
+- ``feed_previous_output``: y_{t-1} (its embedding) is part of the cell input;
+- ``context_every_step``: the fixed source context c (see
+  :class:`~seq2seq.modules.bridge.EncoderContext`) joins every cell input,
+  s_t = f(s_{t-1}, y_{t-1}, c), and the output layer reads it too through Cho's
+  maxout readout ``o'_t = max-pool_2(O_h o_t + O_y e(y_{t-1}) + O_c c)`` (A.1.2).
+
 Since c_t = sum_j a_tj h_j, the context half of W_c [h_t; c_t] equals
 sum_j a_tj (W_cc h_j): ``memory_proj = W_cc h_j`` is computed once per batch and
 each step needs only the attention weights.
@@ -51,6 +59,7 @@ class DecoderState:
         keys: (batch, src_len, K) precomputed attention keys, or None.
         memory_proj: (batch, src_len, hidden) W_cc h_j, the context half of W_c, or None.
         mask: (batch, src_len) True on real source tokens.
+        context: (batch, M) the fixed source context c (context_every_step), or None.
     """
 
     hidden: RNNState
@@ -59,6 +68,7 @@ class DecoderState:
     keys: Optional[Tensor]
     memory_proj: Optional[Tensor]
     mask: Tensor
+    context: Optional[Tensor] = None
 
     def reorder(self, index: Tensor) -> "DecoderState":
         """Select / reorder / repeat batch rows, e.g. for beam search.
@@ -70,7 +80,7 @@ class DecoderState:
         hidden = (tuple(h.index_select(1, index) for h in self.hidden) if isinstance(self.hidden, tuple)
                   else self.hidden.index_select(1, index))
         return DecoderState(hidden, sel(self.feed), sel(self.memory), sel(self.keys), sel(self.memory_proj),
-                            sel(self.mask))
+                            sel(self.mask), sel(self.context))
 
 
 class RNNDecoder(nn.Module):
@@ -87,26 +97,45 @@ class RNNDecoder(nn.Module):
         memory_size: encoder output size M (directions concatenated).
         attention_size: hidden size of additive scorers (default H).
         input_feeding: feed o_{t-1} into the next cell input (Luong only).
+        context_every_step: feed the source context c (size M) into every cell input
+            and the readout (Cho et al. 2014).
+        feed_previous_output: feed the embedding of y_{t-1} into the cell.
         tie_embeddings: share W_out with the target embedding (needs E == H).
         pad_id: padding id.
+
+    Raises:
+        ValueError: a cell with no input at all (no previous output, context,
+            Bahdanau context or input feeding).
     """
 
     def __init__(self, vocab_size: int, cell: str, embedding_size: int, hidden_size: int,
                  layers: int, dropout: float, attention: str, memory_size: int,
                  attention_size: Optional[int] = None, input_feeding: bool = False,
-                 tie_embeddings: bool = False, pad_id: int = 0):
+                 tie_embeddings: bool = False, pad_id: int = 0, context_every_step: bool = False,
+                 feed_previous_output: bool = True):
         super().__init__()
         self.style = "none" if attention == "none" else ("bahdanau" if attention == "bahdanau" else "luong")
         self.input_feeding = input_feeding and self.style == "luong"
+        self.context_every_step, self.feed_previous_output = context_every_step, feed_previous_output
         self.hidden_size = hidden_size
-        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_id)
+        need_embedding = feed_previous_output or tie_embeddings or context_every_step
+        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_id) if need_embedding else None
         self.dropout = Dropout(dropout)
-        rnn_input = embedding_size + (memory_size if self.style == "bahdanau" else 0) + (
+        # Layer-0 input columns: [e(y_{t-1}) | c | Bahdanau context c_t | o_{t-1}]; the first
+        # two ("leading") go through one product for the whole target.
+        self.leading = (embedding_size if feed_previous_output else 0) + (memory_size if context_every_step else 0)
+        rnn_input = self.leading + (memory_size if self.style == "bahdanau" else 0) + (
             hidden_size if self.input_feeding else 0)
+        if rnn_input == 0:
+            raise ValueError("the decoder cell has no input: feed the previous output, the context, "
+                             "Bahdanau attention or input feeding")
         self.rnn = make_rnn(cell, rnn_input, hidden_size, layers, dropout)
         self.attention = build_attention(attention, hidden_size, memory_size, attention_size)
         # W_c of o_t = tanh(W_c [h_t; c_t] + b): columns [:H] act on h_t, [H:] on c_t.
         self.combine = nn.Linear(hidden_size + memory_size, hidden_size) if self.attention else None
+        # Cho et al. 2014's readout: O_h o_t + O_y e(y_{t-1}) + O_c c, maxout over pairs.
+        self.readout = nn.Linear(hidden_size + embedding_size + memory_size, 2 * hidden_size) \
+            if context_every_step else None
         self.tied = tie_embeddings
         if tie_embeddings:
             self.output_bias = nn.Parameter(torch.zeros(vocab_size))
@@ -114,8 +143,16 @@ class RNNDecoder(nn.Module):
             self.output = nn.Linear(hidden_size, vocab_size)
 
     # ------------------------------------------------------------------ state
-    def init_state(self, encoded: EncoderOutput, hidden: RNNState) -> DecoderState:
-        """Start state from the encoder output and the bridge's initial hidden state."""
+    def init_state(self, encoded: EncoderOutput, hidden: RNNState, context: Optional[Tensor] = None
+                   ) -> DecoderState:
+        """Start state from the encoder output, the bridge's initial hidden state and
+        the source context c (batch, M), which ``context_every_step`` needs.
+
+        Raises:
+            ValueError: ``context_every_step`` without a context.
+        """
+        if self.context_every_step and context is None:
+            raise ValueError("context_every_step needs the source context c")
         memory = keys = memory_proj = None
         if self.attention is not None:
             memory = encoded.outputs
@@ -124,7 +161,8 @@ class RNNDecoder(nn.Module):
         feed = None
         if self.input_feeding:
             feed = encoded.outputs.new_zeros(encoded.outputs.size(0), self.hidden_size)
-        return DecoderState(hidden, feed, memory, keys, memory_proj, encoded.mask)
+        return DecoderState(hidden, feed, memory, keys, memory_proj, encoded.mask,
+                            context if self.context_every_step else None)
 
     @property
     def can_run_parallel(self) -> bool:
@@ -132,6 +170,32 @@ class RNNDecoder(nn.Module):
         return self.style != "bahdanau" and not self.input_feeding
 
     # ------------------------------------------------------------------ pieces
+    def _embed(self, tokens: Tensor) -> Optional[Tensor]:
+        """Dropped-out embeddings e(y) (..., E), or None when nothing reads them."""
+        return self.dropout(self.embedding(tokens)) if self.embedding is not None else None
+
+    def _lead(self, emb: Optional[Tensor], state: DecoderState, like: Tensor) -> Tensor:
+        """The leading layer-0 inputs [e(y_{t-1}); c] (..., leading), for one step
+        (emb (B, E)) or a whole target (emb (B, T, E)); ``like`` (B,) or (B, T) gives the shape."""
+        parts = [emb] if self.feed_previous_output else []
+        if self.context_every_step:
+            c = state.context
+            parts.append(c if like.dim() == 1 else c.unsqueeze(1).expand(-1, like.size(1), -1))
+        if not parts:
+            return state.mask.new_zeros(*like.shape, 0, dtype=torch.float)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def _readout(self, o: Tensor, emb: Tensor, state: DecoderState) -> Tensor:
+        """Cho et al. 2014's maxout readout when the context is fed at every step; else o.
+
+        o: (..., H); emb: (..., E) embeddings of y_{t-1} -> (..., H).
+        """
+        if self.readout is None:
+            return o
+        c = state.context if o.dim() == 2 else state.context.unsqueeze(1).expand(-1, o.size(1), -1)
+        pre = self.readout(torch.cat([o, emb, c], dim=-1))
+        return pre.unflatten(-1, (-1, 2)).max(-1).values
+
     def logits(self, o: Tensor) -> Tensor:
         """Output layer. o: (..., H) -> (..., V)."""
         if self.tied:
@@ -151,7 +215,7 @@ class RNNDecoder(nn.Module):
         w_ch = self._w_ch()
         if w_ch is not None:
             w_ch = autocast_cast(w_ch)(w_ch)
-        return CellWeights(self.rnn, self.embedding.embedding_dim), w_ch
+        return CellWeights(self.rnn, self.leading), w_ch
 
     def _advance(self, gates0: Tensor, state: DecoderState, weights_: tuple[CellWeights, Optional[Tensor]]
                  ) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
@@ -174,7 +238,7 @@ class RNNDecoder(nn.Module):
                 o = self._attentional(top.unsqueeze(1), weights, state, w_ch).squeeze(1)
             else:
                 o = top
-        new = DecoderState(hidden, None, state.memory, state.keys, state.memory_proj, state.mask)
+        new = DecoderState(hidden, None, state.memory, state.keys, state.memory_proj, state.mask, state.context)
         return o, new, (weights.squeeze(1) if weights is not None else None)
 
     # ------------------------------------------------------------------ API
@@ -190,13 +254,14 @@ class RNNDecoder(nn.Module):
             state: the new state.
             attention: (batch, src_len) weights a_t, or None without attention.
         """
-        emb = self.dropout(self.embedding(prev_tokens))
+        emb = self._embed(prev_tokens)
         step_weights = self._step_weights()
-        o, state, weights = self._advance(step_weights[0].input_gates(emb), state, step_weights)
+        o, state, weights = self._advance(step_weights[0].input_gates(self._lead(emb, state, prev_tokens)), state,
+                                          step_weights)
         o = self.dropout(o)
         if self.input_feeding:
             state.feed = o
-        return self.logits(o), state, weights
+        return self.logits(self._readout(o, emb, state)), state, weights
 
     def forward(self, tgt_in: Tensor, state: DecoderState, return_attention: bool = False
                 ) -> tuple[Tensor, Optional[Tensor]]:
@@ -211,10 +276,12 @@ class RNNDecoder(nn.Module):
             logits: (batch, tgt_len, V).
             attention: (batch, tgt_len, src_len) or None.
         """
-        emb = self.dropout(self.embedding(tgt_in))                     # (B, T, E)
+        emb = self._embed(tgt_in)                                      # (B, T, E)
+        lead = self._lead(emb, state, tgt_in)                          # (B, T, leading)
+        readout_state = state
         weights = None
         if self.can_run_parallel:
-            out, _ = run_rnn(self.rnn, emb, state.hidden)              # (B, T, H), one call
+            out, _ = run_rnn(self.rnn, lead, state.hidden)             # (B, T, H), one call
             if self.attention is not None:
                 weights = self.attention.probabilities(out, state.keys, state.mask)
                 o = self._attentional(out, weights, state, self._w_ch())
@@ -223,11 +290,11 @@ class RNNDecoder(nn.Module):
             o = self.dropout(o)
         else:
             step_weights = self._step_weights()
-            gates0 = step_weights[0].input_gates(emb)                 # (B, T, G), one product
+            gates0 = step_weights[0].input_gates(lead)                # (B, T, G), one product
             bsz, steps = tgt_in.shape
             keep = None                                                # one dropout mask for all steps
             if self.training and self.dropout.p > 0:
-                keep = dropout_mask((bsz, steps, self.hidden_size), self.dropout.p, emb)
+                keep = dropout_mask((bsz, steps, self.hidden_size), self.dropout.p, lead)
             outs, ws = [], []
             for t, gates0_t in enumerate(gates0.unbind(1)):
                 o_t, state, w_t = self._advance(gates0_t, state, step_weights)
@@ -240,4 +307,4 @@ class RNNDecoder(nn.Module):
             o = torch.stack(outs, dim=1)
             if return_attention and ws[0] is not None:
                 weights = torch.stack(ws, dim=1)
-        return self.logits(o), (weights if return_attention else None)
+        return self.logits(self._readout(o, emb, readout_state)), (weights if return_attention else None)
