@@ -22,7 +22,7 @@ class FakeState:
     def __init__(self, t: int, rows: torch.Tensor):
         self.t, self.rows = t, rows
 
-    def reorder(self, index):
+    def reorder(self, index, beam=None):
         return FakeState(self.t, self.rows[index])
 
 

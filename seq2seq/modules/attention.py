@@ -99,7 +99,11 @@ class GeneralAttention(Attention):
 class AdditiveAttention(Attention):
     """Additive (Bahdanau) / Luong concat: v_a^T tanh(W_q q + U_a h_j).
 
-    U_a h_j is computed once per batch; each step adds only W_q q.
+    U_a h_j is computed once per batch; each step adds only W_q q.  The energy is
+    computed as ``v_a^T tanh(z) = 2 v_a^T sigmoid(2z) - sum(v_a)`` (exact), since
+    torch's CPU tanh is several times slower than its sigmoid (see
+    :mod:`seq2seq.modules.activations`); the tensor (.., S, A) is then written
+    once and updated in place.
     """
 
     def __init__(self, query_size: int, memory_size: int, attention_size: int):
@@ -114,12 +118,15 @@ class AdditiveAttention(Attention):
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
         q = self.query_layer(query)                                   # (B, Tq, A)
         if q.size(1) == 1:                                            # one decoder step
-            e = torch.tanh(keys + q).unsqueeze(1)                     # (B, 1, S, A)
+            z = (keys + q).unsqueeze(1)                               # (B, 1, S, A)
         else:
-            e = torch.tanh(keys.unsqueeze(1) + q.unsqueeze(2))        # (B, Tq, S, A)
-        # v_a^T e as multiply-and-sum: a (.., A) x (A, 1) product's backward is an
-        # outer product that BLAS runs several times slower than this on CPU.
-        return (e * self.energy.weight[0].to(e.dtype)).sum(-1)       # (B, Tq, S)
+            z = keys.unsqueeze(1) + q.unsqueeze(2)                    # (B, Tq, S, A)
+        s = z.mul_(2).sigmoid_()                                      # sigmoid(2z), in place
+        v = self.energy.weight[0].to(s.dtype)
+        # v_a^T tanh(z) = 2 v_a^T sigmoid(2z) - sum(v_a), as multiply-and-sum: a
+        # (.., A) x (A, 1) product's backward is an outer product that BLAS runs
+        # several times slower than this on CPU.
+        return (s * (2 * v)).sum(-1) - v.sum()                        # (B, Tq, S)
 
 
 def build_attention(kind: str, query_size: int, memory_size: int, attention_size: int | None) -> Attention | None:

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seq2seq.modules.activations import logistic_tanh
 from seq2seq.modules.attention import build_attention
 from seq2seq.modules.dropout import Dropout, dropout_mask
 from seq2seq.modules.encoders import EncoderOutput
@@ -52,14 +53,23 @@ from seq2seq.modules.rnn import CellWeights, RNNState, autocast_cast, cell_step,
 class DecoderState:
     """Everything the decoder carries from one step to the next.
 
+    Rows (hypotheses) and sources: beam search runs ``beam`` consecutive rows per
+    source sentence, and the source-side tensors are stored once per source, not
+    once per row (the rows of a sentence attend to the same states).
+
     Attributes:
-        hidden: (layers, batch, hidden) or the LSTM pair (h, c).
-        feed: (batch, hidden) previous attentional state o_{t-1} (input feeding), or None.
-        memory: (batch, src_len, memory_size) encoder states h_j, or None without attention.
-        keys: (batch, src_len, K) precomputed attention keys, or None.
-        memory_proj: (batch, src_len, hidden) W_cc h_j, the context half of W_c, or None.
-        mask: (batch, src_len) True on real source tokens.
-        context: (batch, M) the fixed source context c (context_every_step), or None.
+        hidden: (layers, rows, hidden) or the LSTM pair (h, c).
+        feed: (rows, hidden) previous attentional state o_{t-1} (input feeding), or None.
+        memory: (sources, src_len, memory_size) encoder states h_j, or None without attention.
+        keys: (sources, src_len, K) precomputed attention keys, or None.
+        memory_proj: (sources, src_len, hidden) W_cc h_j, the context half of W_c, or None.
+        mask: (sources, src_len) True on real source tokens.
+        context: (sources, M) the fixed source context c (context_every_step), or None.
+        beam: rows per source (rows = sources * beam).
+        input_table: (V, G) layer-0 input gates of every target token, ``W e(y) + b``,
+            built at the first search step (see :meth:`RNNDecoder.step`), or None.
+        weights: the cell's weight views for :meth:`RNNDecoder.step`, made at its
+            first call and reused by the following steps of the same batch.
     """
 
     hidden: RNNState
@@ -69,18 +79,42 @@ class DecoderState:
     memory_proj: Optional[Tensor]
     mask: Tensor
     context: Optional[Tensor] = None
+    beam: int = 1
+    input_table: Optional[Tensor] = None
+    weights: Optional[tuple] = None
 
-    def reorder(self, index: Tensor) -> "DecoderState":
-        """Select / reorder / repeat batch rows, e.g. for beam search.
+    def reorder(self, index: Tensor, beam: Optional[int] = None) -> "DecoderState":
+        """Select / reorder / repeat rows, e.g. for beam search.
 
         Args:
-            index: (new_batch,) row indices into the current batch.
+            index: (new_rows,) indices of current rows.  The new rows form groups of
+                ``beam`` consecutive rows; all rows of a group must come from one
+                source (as beam search's do), whose source-side tensors they share.
+            beam: rows per source after the reorder (default: unchanged), e.g.
+                ``state.reorder(torch.arange(B).repeat_interleave(K), beam=K)`` starts a beam.
+
+        Returns:
+            The new state; the source-side tensors are only copied when the set of
+            sources changes.
         """
-        sel = lambda t: t.index_select(0, index) if t is not None else None  # noqa: E731
+        beam = self.beam if beam is None else beam
         hidden = (tuple(h.index_select(1, index) for h in self.hidden) if isinstance(self.hidden, tuple)
                   else self.hidden.index_select(1, index))
-        return DecoderState(hidden, sel(self.feed), sel(self.memory), sel(self.keys), sel(self.memory_proj),
-                            sel(self.mask), sel(self.context))
+        sources = index[::beam] // self.beam                                 # (new_sources,)
+        if sources.numel() == self.mask.size(0) and bool((sources == torch.arange(
+                sources.numel(), device=sources.device)).all()):
+            src = lambda t: t  # noqa: E731
+        else:
+            src = lambda t: t.index_select(0, sources) if t is not None else None  # noqa: E731
+        feed = self.feed.index_select(0, index) if self.feed is not None else None
+        return DecoderState(hidden, feed, src(self.memory), src(self.keys), src(self.memory_proj), src(self.mask),
+                            src(self.context), beam, self.input_table, self.weights)
+
+    def row_context(self) -> Optional[Tensor]:
+        """The fixed context c per row, (rows, M), or None."""
+        if self.context is None or self.beam == 1:
+            return self.context
+        return self.context.repeat_interleave(self.beam, dim=0)
 
 
 class RNNDecoder(nn.Module):
@@ -179,7 +213,7 @@ class RNNDecoder(nn.Module):
         (emb (B, E)) or a whole target (emb (B, T, E)); ``like`` (B,) or (B, T) gives the shape."""
         parts = [emb] if self.feed_previous_output else []
         if self.context_every_step:
-            c = state.context
+            c = state.row_context()
             parts.append(c if like.dim() == 1 else c.unsqueeze(1).expand(-1, like.size(1), -1))
         if not parts:
             return state.mask.new_zeros(*like.shape, 0, dtype=torch.float)
@@ -192,7 +226,7 @@ class RNNDecoder(nn.Module):
         """
         if self.readout is None:
             return o
-        c = state.context if o.dim() == 2 else state.context.unsqueeze(1).expand(-1, o.size(1), -1)
+        c = state.row_context() if o.dim() == 2 else state.context.unsqueeze(1).expand(-1, o.size(1), -1)
         pre = self.readout(torch.cat([o, emb, c], dim=-1))
         return pre.unflatten(-1, (-1, 2)).max(-1).values
 
@@ -204,7 +238,7 @@ class RNNDecoder(nn.Module):
 
     def _attentional(self, h: Tensor, weights: Tensor, state: DecoderState, w_ch: Tensor) -> Tensor:
         """o = tanh(W_ch h + b + sum_j a_j W_cc h_j). h: (B, T, H), weights: (B, T, S) -> (B, T, H)."""
-        return torch.tanh(F.linear(h, w_ch, self.combine.bias) + torch.bmm(weights, state.memory_proj))
+        return logistic_tanh(F.linear(h, w_ch, self.combine.bias) + torch.bmm(weights, state.memory_proj))
 
     def _w_ch(self) -> Optional[Tensor]:
         """W_ch, the h half of W_c (a view), or None without attention."""
@@ -219,27 +253,33 @@ class RNNDecoder(nn.Module):
 
     def _advance(self, gates0: Tensor, state: DecoderState, weights_: tuple[CellWeights, Optional[Tensor]]
                  ) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
-        """One position from layer-0 input products gates0 (B, G).
+        """One position from layer-0 input products gates0 (rows, G).
 
-        Returns o_t (B, H) before dropout, the new state, weights (B, S) or None.
+        The ``beam`` rows of a source query its states together: (sources, beam, .)
+        against (sources, src_len, .), so the source side is never copied per row.
+
+        Returns o_t (rows, H) before dropout, the new state, weights (rows, S) or None.
         """
         cell, w_ch = weights_
         weights = None
+        rows = gates0.size(0)
+        grouped = lambda x: x.view(-1, state.beam, x.size(-1))  # noqa: E731  (rows, d) -> (sources, beam, d)
         if self.style == "bahdanau":
             h_prev = (state.hidden[0] if isinstance(state.hidden, tuple) else state.hidden)[-1]
-            weights = self.attention.probabilities(h_prev.unsqueeze(1), state.keys, state.mask)   # (B, 1, S)
-            context = torch.bmm(weights, state.memory).squeeze(1)
+            weights = self.attention.probabilities(grouped(h_prev), state.keys, state.mask)   # (N, beam, S)
+            context = torch.bmm(weights, state.memory).view(rows, -1)
             top, hidden = cell_step(cell, gates0, context, state.hidden)
-            o = self._attentional(top.unsqueeze(1), weights, state, w_ch).squeeze(1)
+            o = self._attentional(grouped(top), weights, state, w_ch).view(rows, -1)
         else:
             top, hidden = cell_step(cell, gates0, state.feed if self.input_feeding else None, state.hidden)
             if self.attention is not None:
-                weights = self.attention.probabilities(top.unsqueeze(1), state.keys, state.mask)
-                o = self._attentional(top.unsqueeze(1), weights, state, w_ch).squeeze(1)
+                weights = self.attention.probabilities(grouped(top), state.keys, state.mask)
+                o = self._attentional(grouped(top), weights, state, w_ch).view(rows, -1)
             else:
                 o = top
-        new = DecoderState(hidden, None, state.memory, state.keys, state.memory_proj, state.mask, state.context)
-        return o, new, (weights.squeeze(1) if weights is not None else None)
+        new = DecoderState(hidden, None, state.memory, state.keys, state.memory_proj, state.mask, state.context,
+                           state.beam, state.input_table, state.weights)
+        return o, new, (weights.view(rows, -1) if weights is not None else None)
 
     # ------------------------------------------------------------------ API
     def step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
@@ -253,15 +293,37 @@ class RNNDecoder(nn.Module):
             logits: (batch, V) unnormalised scores of y_t.
             state: the new state.
             attention: (batch, src_len) weights a_t, or None without attention.
+
+        In inference (eval mode, no gradients) with a small target vocabulary, the
+        layer-0 input gates W e(y) + b of all V tokens are computed once and each
+        step looks its rows up (:attr:`DecoderState.input_table`) instead of a
+        (rows x E) x (E x G) product per step.
         """
-        emb = self._embed(prev_tokens)
-        step_weights = self._step_weights()
-        o, state, weights = self._advance(step_weights[0].input_gates(self._lead(emb, state, prev_tokens)), state,
-                                          step_weights)
+        if state.weights is None:
+            state.weights = self._step_weights()
+        step_weights = state.weights
+        if self._lookup_gates(prev_tokens, state):
+            if state.input_table is None:
+                state.input_table = step_weights[0].input_gates(self.embedding.weight)      # (V, G)
+            gates0 = state.input_table.index_select(0, prev_tokens)
+            emb = self.embedding(prev_tokens) if self.readout is not None else None
+        else:
+            emb = self._embed(prev_tokens)
+            gates0 = step_weights[0].input_gates(self._lead(emb, state, prev_tokens))
+        o, state, weights = self._advance(gates0, state, step_weights)
         o = self.dropout(o)
         if self.input_feeding:
             state.feed = o
         return self.logits(self._readout(o, emb, state)), state, weights
+
+    def _lookup_gates(self, prev_tokens: Tensor, state: DecoderState) -> bool:
+        """Whether :meth:`step` reads its input gates from the per-token table: in
+        inference only (embedding dropout and gradients need the product), when the
+        cell's leading input is just e(y), and when the table (V rows) costs less
+        than a few steps' products (rows each)."""
+        return (not self.training and not torch.is_grad_enabled() and self.feed_previous_output
+                and not self.context_every_step
+                and (state.input_table is not None or self.embedding.num_embeddings <= 4 * prev_tokens.numel()))
 
     def forward(self, tgt_in: Tensor, state: DecoderState, return_attention: bool = False
                 ) -> tuple[Tensor, Optional[Tensor]]:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seq2seq.modules.activations import logistic_tanh
 from seq2seq.modules.dropout import dropout_mask
 
 # An RNN state: a tensor (layers, batch, hidden) for RNN/GRU, or the pair (h, c) for LSTM.
@@ -82,21 +83,25 @@ def run_rnn(rnn: nn.RNNBase, inputs, hx=None):
 
 
 def _cell(kind: type, gates: Tensor, h: Tensor, c: Optional[Tensor], w_hh_t: Tensor, b_hh: Tensor):
-    """One cell update from precomputed input gates (PyTorch's gate order and equations)."""
+    """One cell update from precomputed input gates (PyTorch's gate order and equations;
+    tanh as :func:`~seq2seq.modules.activations.logistic_tanh`)."""
     if kind is nn.LSTM:
         gates = torch.addmm(gates, h, w_hh_t).float()
-        i, f, g, o = gates.chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+        hidden = h.size(1)
+        # One sigmoid for all four gates: tanh(g) = 2 sigmoid(2g) - 1.
+        gates[:, 2 * hidden:3 * hidden].mul_(2)
+        i, f, g, o = gates.sigmoid_().chunk(4, dim=1)
+        c = torch.addcmul(f * c, i, g * 2 - 1)
+        return o * logistic_tanh(c), c
     if kind is nn.GRU:
         gh = torch.addmm(b_hh, h, w_hh_t).float()
         gates = gates.float()
         hidden = h.size(1)
         rz = torch.sigmoid(gates[:, :2 * hidden] + gh[:, :2 * hidden])
         r, z = rz.chunk(2, dim=1)
-        n = torch.tanh(gates[:, 2 * hidden:] + r * gh[:, 2 * hidden:])
+        n = logistic_tanh(gates[:, 2 * hidden:] + r * gh[:, 2 * hidden:])
         return n + z * (h - n), None
-    return torch.tanh(torch.addmm(gates, h, w_hh_t).float()), None
+    return logistic_tanh(torch.addmm(gates, h, w_hh_t).float()), None
 
 
 class CellWeights:

@@ -95,7 +95,7 @@ def beam_search(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeOp
     Args:
         model: an encoder-decoder with ``encode(src, src_lengths, src_mask) -> (enc, state)``
             and ``decoder.step(prev, state) -> (logits, state, attention)``, whose state
-            has ``reorder(index)``.
+            has ``reorder(index, beam)``.
         batch: the source side of a :class:`Batch`: src (B, S), src_lengths (B,),
             src_mask (B, S).
         bos_id, eos_id: target specials.
@@ -121,7 +121,7 @@ def beam_search(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeOp
     use_coverage = options.coverage_penalty > 0
 
     alive = torch.arange(bsz, device=device)                                # active sentence -> batch row
-    state = state.reorder(alive.repeat_interleave(k))
+    state = state.reorder(alive.repeat_interleave(k), beam=k)
     scores = torch.full((bsz, k), NEG_INF, device=device)
     scores[:, 0] = 0.0                                                      # one open hypothesis at the start
     history = torch.zeros(bsz * k, 0, dtype=torch.long, device=device)       # (A*K, t)

@@ -46,7 +46,7 @@ def _decode_rows(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeO
     src_lengths = batch.src_lengths.to(device)
     if repeats > 1:
         index = torch.arange(bsz, device=device).repeat_interleave(repeats)
-        state, src_lengths = state.reorder(index), src_lengths[index]
+        state, src_lengths = state.reorder(index, beam=repeats), src_lengths[index]
     rows = bsz * repeats
     cap = length_caps(src_lengths, options)
     steps = int(cap.max())
