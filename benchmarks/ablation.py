@@ -12,8 +12,8 @@ parameters, training tokens/s (mean over the run's log lines) and updates done.
 Rows (``--rows`` picks some; ``--list`` names them):
 presets sutskever2014, cho2014, bahdanau2015, luong2015 (general, dot, concat);
 the default G2P model (configs/g2p_cmudict.yaml) with attention none / bahdanau /
-luong_dot / luong_general / luong_concat; and the default model with scheduled
-sampling (inverse-sigmoid decay, the same budget).
+luong_dot / luong_general / luong_concat; the default model with scheduled
+sampling (inverse-sigmoid decay, the same budget); and a Transformer of the same width.
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ ROWS: dict[str, tuple[Path, list[str]]] = {
     "default, luong_concat": (DEFAULT, ["model.decoder.attention=luong_concat"]),
     "default + scheduled sampling": (DEFAULT, ["training.teacher_forcing.schedule=inverse_sigmoid",
                                                "training.teacher_forcing.k=1500"]),
+    "transformer 2+2 layers, d=256": (DEFAULT, ["model.encoder.type=transformer", "model.decoder.type=transformer",
+                                                "model.encoder.layers=2", "model.decoder.layers=2",
+                                                "model.encoder.dropout=0.1", "model.decoder.dropout=0.1",
+                                                "training.scheduler=inverse_sqrt", "training.warmup_steps=500"]),
 }
 
 

@@ -16,7 +16,6 @@ import torch
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import Config, load_config
-from seq2seq.data.batching import ParallelDataset
 from seq2seq.data.corpus import Corpus
 from seq2seq.data.tsv import read_tsv
 from seq2seq.errors import Seq2SeqError
@@ -80,7 +79,7 @@ class Seq2Seq:
         if checkpoint not in CHECKPOINTS:
             raise Seq2SeqError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
         config = load_config(run_dir / "config.yaml")
-        corpus = Corpus.load(config.data, run_dir)
+        corpus = Corpus.load(config.data, run_dir, copy=config.model.decoder.copy_attention)
         stem = run_dir / "checkpoints" / checkpoint
         if checkpoint == "best" and not stem.with_suffix(".json").exists():
             stem = run_dir / "checkpoints" / "last"   # a run without validation has no best
@@ -140,14 +139,14 @@ class Seq2Seq:
         keep = [i for i, t in enumerate(src_tokens) if t]
         nbest: list[list[Prediction]] = [[Prediction("", [], 0.0, 0.0, None, [])] for _ in sources]
         if keep:
-            ids = self.corpus.encode_sources([sources[i] for i in keep])
-            dataset = ParallelDataset(ids, None, self.corpus.src_vocab, self.corpus.tgt_vocab)
+            split = self.corpus.sources([sources[i] for i in keep])
             v = self.corpus.tgt_vocab
-            hyps = decode_dataset(self.model, dataset, v.bos_id, v.eos_id, batch_size or self.config.decoding.batch_size,
-                                  opts, self.device)
+            hyps = decode_dataset(self.model, split.dataset, v.bos_id, v.eos_id,
+                                  batch_size or self.config.decoding.batch_size, opts, self.device)
+            oovs = split.oovs or [None] * len(keep)
             for j, i in enumerate(keep):
-                nbest[i] = [Prediction(self.corpus.detokenize(h.tokens), v.decode(h.tokens), h.score, h.log_prob,
-                                       h.attention, src_tokens[i]) for h in hyps[j]]
+                nbest[i] = [Prediction(self.corpus.detokenize(h.tokens, oovs[j]), v.decode(h.tokens, oovs[j]),
+                                       h.score, h.log_prob, h.attention, src_tokens[i]) for h in hyps[j]]
         plain = not (with_scores or return_attention) and max(len(p) for p in nbest) <= 1
         return [p[0].text for p in nbest] if plain else nbest
 

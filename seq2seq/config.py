@@ -53,8 +53,13 @@ class DataConfig(_Section):
 
 
 class EncoderConfig(_Section):
-    """Embedding + RNN encoder (Cho et al. 2014; Bahdanau et al. 2015, sec. 3.2)."""
+    """Embedding + RNN encoder (Cho et al. 2014; Bahdanau et al. 2015, sec. 3.2), or a
+    Transformer encoder (``type: transformer``, Vaswani et al. 2017: ``hidden_size`` is
+    d_model, with ``heads`` and ``ff_size``; ``cell`` and ``bidirectional`` do not apply)."""
 
+    type: Literal["rnn", "transformer"] = "rnn"
+    heads: int = Field(4, ge=1)
+    ff_size: Optional[int] = Field(None, ge=1)
     cell: Cell = "lstm"
     embedding_size: int = Field(128, ge=1)
     hidden_size: int = Field(256, ge=1)
@@ -71,8 +76,20 @@ class DecoderConfig(_Section):
     context into it (Bahdanau et al. 2015); ``luong_*`` score with the current
     state after the cell and form ``tanh(W[h; c])`` (Luong et al. 2015, eq. 5),
     optionally fed to the next input (``input_feeding``, Luong sec. 3.3).
+
+    ``copy_attention``: pointer-generator output over the target vocabulary extended
+    by each source's unknown words (See et al. 2017); ``coverage``: the attention
+    already paid to each source position enters its score, and the coverage loss
+    (weight ``training.coverage_loss_weight``) penalises attending to it again.
+
+    ``type: transformer`` is a Transformer decoder (Vaswani et al. 2017; ``hidden_size``
+    = d_model, ``heads``, ``ff_size`` default 4 x d_model) with its own multi-head
+    cross-attention; ``cell``, ``attention`` and the RNN input options do not apply.
     """
 
+    type: Literal["rnn", "transformer"] = "rnn"
+    heads: int = Field(4, ge=1)
+    ff_size: Optional[int] = Field(None, ge=1)
     cell: Cell = "lstm"
     embedding_size: int = Field(128, ge=1)
     hidden_size: int = Field(256, ge=1)
@@ -83,6 +100,8 @@ class DecoderConfig(_Section):
     input_feeding: bool = False
     context_every_step: bool = False
     feed_previous_output: bool = True
+    copy_attention: bool = False
+    coverage: bool = False
     tie_embeddings: bool = False
 
     @model_validator(mode="after")
@@ -91,6 +110,12 @@ class DecoderConfig(_Section):
             raise ValueError("input_feeding needs a luong_* attention (it feeds tanh(W[h; c]))")
         if self.tie_embeddings and self.embedding_size != self.hidden_size:
             raise ValueError("tie_embeddings needs embedding_size == hidden_size")
+        if (self.copy_attention or self.coverage) and self.attention == "none":
+            raise ValueError("copy and coverage need an attention type (they read the attention weights)")
+        if self.type == "transformer" and (self.input_feeding or self.context_every_step or self.copy_attention
+                                           or self.coverage or not self.feed_previous_output):
+            raise ValueError("input_feeding, context_every_step and feed_previous_output: false are RNN "
+                             "decoder options; the transformer decoder reads its previous outputs and attends")
         if not (self.feed_previous_output or self.context_every_step or self.input_feeding
                 or self.attention == "bahdanau"):
             raise ValueError("feed_previous_output: false leaves the decoder cell without input; also set "
@@ -185,6 +210,7 @@ class TrainingConfig(_Section):
     decay_steps: int = Field(10000, ge=1)
     min_learning_rate: float = Field(1e-5, ge=0)
     teacher_forcing: TeacherForcingConfig = TeacherForcingConfig()
+    coverage_loss_weight: float = Field(1.0, ge=0)
     keep_checkpoints: int = Field(0, ge=0)
     max_steps: Optional[int] = Field(None, ge=1)
     max_epochs: Optional[int] = Field(None, ge=1)
@@ -264,6 +290,9 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> "Config":
+        if self.model.decoder.copy_attention and self.training.label_smoothing > 0:
+            raise ValueError("label_smoothing is not defined over copy attention's per-sentence extended "
+                             "vocabulary; set training.label_smoothing: 0 with model.decoder.copy_attention")
         m = self.training.early_stopping_metric
         if m not in ("loss", "ppl") and m not in self.evaluation.metrics:
             raise ValueError(

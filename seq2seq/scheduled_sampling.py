@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from seq2seq.config import TeacherForcingConfig
+from seq2seq.search.common import start_state
 
 
 def teacher_forcing_probability(cfg: TeacherForcingConfig, step: int) -> float:
@@ -84,7 +85,7 @@ def scheduled_sampling_logits(model, batch, eps: float, cfg: TeacherForcingConfi
         logits: (B, T, V) for the targets ``batch.tgt_out``.  With eps = 1 they equal
         the teacher-forced logits.
     """
-    _, state = model.encode(batch.src, batch.src_lengths, batch.src_mask)
+    state = start_state(model, batch)
     tgt_in = batch.tgt_in
     coin = gold_coins(tgt_in.shape, eps, tgt_in.device)
     mode = cfg.mode

@@ -37,7 +37,7 @@ from seq2seq.data.batching import Batch, BucketSampler
 from seq2seq.data.corpus import Corpus, Split
 from seq2seq.data.tsv import read_tsv
 from seq2seq.errors import Seq2SeqError
-from seq2seq.loss import sequence_cross_entropy
+from seq2seq.loss import coverage_loss, sequence_cross_entropy
 from seq2seq.metrics import HIGHER_IS_BETTER, compute_metrics, oracle_error_rates
 from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.plotting import plot_curves, plot_teacher_forcing
@@ -131,6 +131,11 @@ class TrainState:
     extra: dict = field(default_factory=dict)
 
 
+def targets_of(batch: Batch) -> torch.Tensor:
+    """The ids the loss scores: in the extended vocabulary with copy attention, else ``tgt_out``."""
+    return batch.tgt_out_ext if batch.tgt_out_ext is not None else batch.tgt_out
+
+
 def evaluate_split(model: EncoderDecoder, corpus: Corpus, split: Split, metrics: list[str], config: Config,
                    device: torch.device, options: Optional[DecodeOptions] = None) -> tuple[dict, NBest]:
     """Teacher-forced loss/perplexity on the first reference, and decoded metrics.
@@ -154,7 +159,7 @@ def evaluate_split(model: EncoderDecoder, corpus: Corpus, split: Split, metrics:
                                      sort_key=split.dataset.sort_key()).batches():
                 batch = split.dataset.batch(idx).to(device)
                 logits, _ = model(batch)
-                ls, nt = sequence_cross_entropy(logits, batch.tgt_out, pad)
+                ls, nt = sequence_cross_entropy(logits, targets_of(batch), pad)
                 loss_sum += float(ls)
                 tokens += nt
     options = options or config.decoding.options()
@@ -164,13 +169,14 @@ def evaluate_split(model: EncoderDecoder, corpus: Corpus, split: Split, metrics:
     if tokens:
         results["loss"] = loss_sum / tokens
         results["ppl"] = math.exp(min(results["loss"], 50.0))
-    hyp_tokens = [v.decode(h[0].tokens) for h in nbest]
+    oovs = split.oovs or [None] * len(nbest)
+    hyp_tokens = [v.decode(h[0].tokens, o) for h, o in zip(nbest, oovs)]
     ref_tokens = [[corpus.tgt_tokenizer.encode(r) for r in e.references] for e in split.examples]
     hyp_text = [corpus.tgt_tokenizer.decode(t) for t in hyp_tokens]
     ref_text = [e.references for e in split.examples]
     results.update(compute_metrics(metrics, hyp_tokens, ref_tokens, hyp_text, ref_text))
     if any(len(h) > 1 for h in nbest) and ("wer" in metrics or "per" in metrics):
-        lists = [[v.decode(x.tokens) for x in h] for h in nbest]
+        lists = [[v.decode(x.tokens, o) for x in h] for h, o in zip(nbest, oovs)]
         results["oracle_wer"], results["oracle_per"] = oracle_error_rates(lists, ref_tokens)
     return results, nbest
 
@@ -345,14 +351,19 @@ class Trainer:
         eps = self.teacher_forcing()
         self.optimizer.zero_grad(set_to_none=True)
         loss_total = None
+        coverage = getattr(self.model.decoder, "coverage", False) and t.coverage_loss_weight > 0
         for batch in batches:
+            attention = None
             with autocast(t.precision, self.device):
                 if eps >= 1.0:
-                    logits, _ = self.model(batch)
+                    logits, attention = self.model(batch, return_attention=coverage)
                 else:
                     logits = scheduled_sampling_logits(self.model, batch, eps, t.teacher_forcing)
-            loss_sum, _ = sequence_cross_entropy(logits.float(), batch.tgt_out, pad, t.label_smoothing)
-            (loss_sum / total).backward()
+            loss_sum, _ = sequence_cross_entropy(logits.float(), targets_of(batch), pad, t.label_smoothing)
+            objective = loss_sum
+            if attention is not None:
+                objective = objective + t.coverage_loss_weight * coverage_loss(attention.float(), batch.tgt_mask)
+            (objective / total).backward()
             loss_total = loss_sum.detach() if loss_total is None else loss_total + loss_sum.detach()
         if t.clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_grad_norm)
@@ -470,7 +481,7 @@ def train(config: Config, run_dir: str | Path, overwrite: bool = False) -> Path:
     train_ex = read_tsv(d.train)
     valid_ex = read_tsv(d.valid, multi_reference=True) if d.valid else None
     torch.manual_seed(config.seed)
-    corpus = Corpus.from_config(d, train_ex)
+    corpus = Corpus.from_config(d, train_ex, copy=config.model.decoder.copy_attention)
     device = _setup_torch(config)
     model = EncoderDecoder.from_config(config.model, len(corpus.src_vocab), len(corpus.tgt_vocab)).to(device)
     prepare_run_dir(run_dir, overwrite)
@@ -508,7 +519,7 @@ def resume(run_dir: str | Path, overrides: Optional[list[str]] = None) -> Path:
                                f"{', '.join(s + '*' for s in RESUMABLE_SECTIONS)}")
     config = load_config(run_dir / "config.yaml", overrides)
     d = config.data
-    corpus = Corpus.load(d, run_dir)
+    corpus = Corpus.load(d, run_dir, copy=config.model.decoder.copy_attention)
     train_ex = read_tsv(d.train)
     valid_ex = read_tsv(d.valid, multi_reference=True) if d.valid else None
     device = _setup_torch(config)

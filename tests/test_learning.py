@@ -28,12 +28,27 @@ ATTENTION_CASES = {
                                              "model.decoder.input_feeding": "true"},
     # the bridge that passes nothing: attention alone carries the source
     "bridge=none": {"model.bridge": "none"},
+    # the encoder-decoder family: reversed source, scheduled sampling (both modes), Transformer
+    "reverse_source+input_feeding": {"model.reverse_source": "true", "model.decoder.input_feeding": "true"},
+    "scheduled_sampling=two_pass": {"training.teacher_forcing.schedule": "linear",
+                                    "training.teacher_forcing.end": 0.5, "training.teacher_forcing.steps": 1000},
+    "scheduled_sampling=exact+bahdanau": {"model.decoder.attention": "bahdanau",
+                                          "training.teacher_forcing.schedule": "inverse_sigmoid",
+                                          "training.teacher_forcing.k": 300},
+    "transformer": {"model.encoder.type": "transformer", "model.decoder.type": "transformer",
+                    "model.decoder.hidden_size": 64, "training.learning_rate": 0.002,
+                    "training.scheduler": "inverse_sqrt", "training.warmup_steps": 200},
 }
 NO_ATTENTION_CASES = {
     "bridge=last": {"model.bridge": "last", "model.encoder.hidden_size": 48},
     "bridge=projection": {"model.bridge": "projection", "model.encoder.hidden_size": 96},
     "bridge=projection+lstm": {"model.bridge": "projection", "model.encoder.cell": "lstm",
                                "model.decoder.cell": "lstm", "model.encoder.hidden_size": 96},
+    # Cho et al. 2014: the context at every step and in the readout
+    "context_every_step": {"model.decoder.context_every_step": "true", "model.encoder.hidden_size": 96},
+    # Sutskever et al. 2014: reversed source through the final state
+    "reverse_source+lstm": {"model.bridge": "last", "model.reverse_source": "true", "model.encoder.cell": "lstm",
+                            "model.decoder.cell": "lstm", "model.encoder.hidden_size": 48},
 }
 COMMON = {"training.learning_rate": 0.002, "training.batch_size": 64, "training.validate_every": 250,
           "training.plateau_patience": 0}

@@ -19,12 +19,12 @@ ATTENTIONS = ["none", "bahdanau", "luong_dot", "luong_general", "luong_concat"]
 
 def build(cell="lstm", attention="luong_general", bridge="projection", input_feeding=False, layers=1,
           bidirectional=True, dec_cell=None, tie=False, context="last", every_step=False, prev_output=True,
-          reverse=False):
+          reverse=False, enc_type="rnn", dec_type="rnn"):
     enc_h = 8 if bidirectional else 16
     cfg = ModelConfig.model_validate({
         "encoder": {"cell": cell, "embedding_size": 16 if tie else 12, "hidden_size": enc_h, "layers": layers,
-                    "bidirectional": bidirectional, "dropout": 0.0},
-        "decoder": {"cell": dec_cell or cell, "embedding_size": 16 if tie else 12, "hidden_size": 16,
+                    "bidirectional": bidirectional, "dropout": 0.0, "type": enc_type},
+        "decoder": {"type": dec_type, "cell": dec_cell or cell, "embedding_size": 16 if tie else 12, "hidden_size": 16,
                     "layers": layers, "dropout": 0.0, "attention": attention, "input_feeding": input_feeding,
                     "tie_embeddings": tie, "context_every_step": every_step, "feed_previous_output": prev_output},
         "bridge": bridge, "context": context, "reverse_source": reverse})
@@ -58,6 +58,12 @@ VARIANTS = [dict(cell=c, attention=a) for c, a in itertools.product(["rnn", "gru
     dict(attention="none", context="max", bridge="projection", dec_cell="lstm", cell="gru"),
     dict(attention="luong_general", reverse=True, input_feeding=True),
     dict(cell="lstm", attention="none", reverse=True, bridge="last", bidirectional=False, layers=2),
+    # Transformer encoder and/or decoder (Vaswani et al. 2017)
+    dict(enc_type="transformer", dec_type="transformer", layers=2),
+    dict(enc_type="transformer", dec_type="transformer", bidirectional=False, tie=True),
+    dict(enc_type="transformer", attention="bahdanau"),
+    dict(enc_type="transformer", attention="none", bridge="projection", cell="gru"),
+    dict(dec_type="transformer", bidirectional=False, reverse=True),
 ]
 
 
@@ -72,7 +78,7 @@ def test_shapes_and_teacher_forcing_equals_steps(variant):
     logits, attn = model(batch, return_attention=True)
     B, T = batch.tgt_in.shape
     assert logits.shape == (B, T, len(VOCAB))
-    if variant["attention"] != "none":
+    if variant.get("attention", "luong_general") != "none" or variant.get("dec_type") == "transformer":
         assert attn.shape == (B, T, batch.src.size(1))
     # the one-call teacher-forced pass and the step API compute the same thing
     _, state = model.encode(batch.src, batch.src_lengths, batch.src_mask)

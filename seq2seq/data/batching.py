@@ -31,6 +31,9 @@ class Batch:
         tgt_out: (batch, tgt_len) ``y_1 .. y_n <eos>`` (decoder targets), or None.
         tgt_mask: (batch, tgt_len) True on real target positions, or None.
         indices: (batch,) row of each sentence in its dataset.
+        src_ext: (batch, src_len) the source in the target vocabulary extended by
+            each sentence's unknown source words (copy attention), or None.
+        tgt_out_ext: (batch, tgt_len) targets in that extended vocabulary, or None.
     """
 
     src: Tensor
@@ -40,6 +43,8 @@ class Batch:
     tgt_out: Optional[Tensor]
     tgt_mask: Optional[Tensor]
     indices: Tensor
+    src_ext: Optional[Tensor] = None
+    tgt_out_ext: Optional[Tensor] = None
 
     @property
     def num_tgt_tokens(self) -> int:
@@ -68,11 +73,18 @@ class ParallelDataset:
         src_ids: source id lists (no specials).
         tgt_ids: target id lists (no specials), or None for source-only data.
         src_vocab, tgt_vocab: vocabularies (for pad/bos/eos ids).
+        src_ext_ids, tgt_ext_ids: for copy attention, the sources and targets in the
+            target vocabulary extended per sentence (:meth:`Vocabulary.extend`), or None.
     """
 
     def __init__(self, src_ids: Sequence[list[int]], tgt_ids: Optional[Sequence[list[int]]],
-                 src_vocab: Vocabulary, tgt_vocab: Vocabulary):
+                 src_vocab: Vocabulary, tgt_vocab: Vocabulary,
+                 src_ext_ids: Optional[Sequence[list[int]]] = None,
+                 tgt_ext_ids: Optional[Sequence[list[int]]] = None):
         pad = src_vocab.pad_id
+        self.src_ext = _pad_rows(src_ext_ids, [], [], tgt_vocab.pad_id) if src_ext_ids is not None else None
+        self.tgt_out_ext = (_pad_rows(tgt_ext_ids, [], [tgt_vocab.eos_id], tgt_vocab.pad_id)
+                            if tgt_ext_ids is not None else None)
         self.src = _pad_rows(src_ids, [], [], pad)                      # (N, S_max)
         self.src_lengths = torch.tensor([len(s) for s in src_ids], dtype=torch.long)
         if tgt_ids is not None:
@@ -99,7 +111,10 @@ class ParallelDataset:
             t = int(tgt_len.max())
             tgt_in, tgt_out = self.tgt_in[idx, :t], self.tgt_out[idx, :t]
             tgt_mask = torch.arange(t).unsqueeze(0) < tgt_len.unsqueeze(1)
-        return Batch(src, src_len, src_mask, tgt_in, tgt_out, tgt_mask, idx)
+        src_ext = self.src_ext[idx, :s] if self.src_ext is not None else None
+        tgt_out_ext = self.tgt_out_ext[idx, :tgt_out.size(1)] if self.tgt_out_ext is not None and tgt_out is not None \
+            else None
+        return Batch(src, src_len, src_mask, tgt_in, tgt_out, tgt_mask, idx, src_ext, tgt_out_ext)
 
     def sort_key(self) -> Tensor:
         """(N,) a key ordering by source length, then target length.

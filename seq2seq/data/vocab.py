@@ -50,18 +50,46 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.itos)
 
-    def encode(self, tokens: list[str]) -> list[int]:
-        """Tokens -> ids; unknown tokens map to ``unk_id``."""
+    def encode(self, tokens: list[str], oovs: Optional[list[str]] = None) -> list[int]:
+        """Tokens -> ids; unknown tokens map to ``unk_id``, or, when listed in
+        ``oovs`` (a source's out-of-vocabulary words, see :meth:`extend`), to
+        ``len(self) + position`` in the extended vocabulary of copy attention."""
         get, unk = self.stoi.get, self.unk_id
-        return [get(t, unk) for t in tokens]
+        if not oovs:
+            return [get(t, unk) for t in tokens]
+        extra = {t: len(self.itos) + i for i, t in enumerate(oovs)}
+        return [get(t, extra.get(t, unk)) for t in tokens]
 
-    def decode(self, ids: Iterable[int]) -> list[str]:
-        """Ids -> tokens, stopping at ``<eos>`` and dropping ``<pad>``/``<bos>``."""
+    def extend(self, tokens: list[str]) -> tuple[list[int], list[str]]:
+        """A source's tokens in this (target) vocabulary extended by its own unknown
+        words, for copy attention (See et al. 2017, sec. 2.2).
+
+        Returns:
+            ids: known tokens -> their id; the i-th distinct unknown -> len(self) + i.
+            oovs: the distinct unknown tokens, in order of first appearance.
+        """
+        oovs: list[str] = []
+        ids = []
+        for t in tokens:
+            i = self.stoi.get(t)
+            if i is None:
+                if t not in oovs:
+                    oovs.append(t)
+                i = len(self.itos) + oovs.index(t)
+            ids.append(i)
+        return ids, oovs
+
+    def decode(self, ids: Iterable[int], oovs: Optional[list[str]] = None) -> list[str]:
+        """Ids -> tokens, stopping at ``<eos>`` and dropping ``<pad>``/``<bos>``; ids
+        past the vocabulary name the source words of ``oovs`` (copy attention)."""
         out = []
+        size = len(self.itos)
         for i in ids:
             if i == self.eos_id:
                 break
-            if i not in (self.pad_id, self.bos_id):
+            if i >= size:
+                out.append(oovs[i - size] if oovs and i - size < len(oovs) else self.itos[self.unk_id])
+            elif i not in (self.pad_id, self.bos_id):
                 out.append(self.itos[i])
         return out
 

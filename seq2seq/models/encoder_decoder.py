@@ -1,4 +1,5 @@
-"""The assembled RNN encoder-decoder: encoder -> bridge -> decoder."""
+"""The assembled encoder-decoder: encoder -> (context, bridge) -> decoder; RNN or
+Transformer on either side."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from seq2seq.data.batching import Batch
 from seq2seq.modules.bridge import Bridge, EncoderContext
 from seq2seq.modules.decoders import DecoderState, RNNDecoder
 from seq2seq.modules.encoders import EncoderOutput, RNNEncoder
+from seq2seq.modules.transformer import TransformerDecoder, TransformerEncoder
 
 
 class EncoderDecoder(nn.Module):
@@ -27,11 +29,13 @@ class EncoderDecoder(nn.Module):
         reverse_source: encode the source backwards (Sutskever et al. 2014, sec. 3.3).
     """
 
-    def __init__(self, encoder: RNNEncoder, bridge: Bridge, decoder: RNNDecoder,
+    def __init__(self, encoder: nn.Module, bridge: Optional[Bridge], decoder: nn.Module,
                  context: Optional[EncoderContext] = None, reverse_source: bool = False):
         super().__init__()
         self.encoder, self.bridge, self.decoder = encoder, bridge, decoder
-        self.context = context if context is not None else EncoderContext("last", encoder.output_size)
+        if context is None and bridge is not None:
+            context = EncoderContext("last", encoder.output_size)
+        self.context = context
         self.reverse_source = reverse_source
 
     @classmethod
@@ -43,30 +47,46 @@ class EncoderDecoder(nn.Module):
             Seq2SeqError: incompatible sizes (bridge ``last``, ``luong_dot``).
         """
         e, d = cfg.encoder, cfg.decoder
-        encoder = RNNEncoder(src_vocab_size, e.cell, e.embedding_size, e.hidden_size, e.layers,
-                             e.bidirectional, e.dropout, pad_id)
-        pooled = cfg.context != "last"          # a pooled context reaches the bridge as one layer, no cell state
-        bridge = Bridge(cfg.bridge, "gru" if pooled else e.cell, d.cell, encoder.output_size,
-                        1 if pooled else e.layers, d.hidden_size, d.layers)
+        if e.type == "transformer":
+            encoder = TransformerEncoder(src_vocab_size, e.embedding_size, e.hidden_size, e.heads, e.layers,
+                                         e.ff_size or 4 * e.hidden_size, e.dropout, pad_id)
+        else:
+            encoder = RNNEncoder(src_vocab_size, e.cell, e.embedding_size, e.hidden_size, e.layers,
+                                 e.bidirectional, e.dropout, pad_id)
+        if d.type == "transformer":
+            decoder = TransformerDecoder(tgt_vocab_size, d.embedding_size, d.hidden_size, d.heads, d.layers,
+                                         d.ff_size or 4 * d.hidden_size, d.dropout, encoder.output_size,
+                                         d.tie_embeddings, pad_id)
+            return cls(encoder, None, decoder, None, cfg.reverse_source)
+        # A pooled context, or a Transformer encoder's mean state, reaches the bridge as one layer.
+        one_layer = cfg.context != "last" or e.type == "transformer"
+        bridge = Bridge(cfg.bridge, "gru" if one_layer else e.cell, d.cell, encoder.output_size,
+                        1 if one_layer else e.layers, d.hidden_size, d.layers)
         decoder = RNNDecoder(tgt_vocab_size, d.cell, d.embedding_size, d.hidden_size, d.layers, d.dropout,
                              d.attention, encoder.output_size, d.attention_size, d.input_feeding,
-                             d.tie_embeddings, pad_id, d.context_every_step, d.feed_previous_output)
+                             d.tie_embeddings, pad_id, d.context_every_step, d.feed_previous_output,
+                             d.copy_attention, d.coverage)
         return cls(encoder, bridge, decoder, EncoderContext(cfg.context, encoder.output_size), cfg.reverse_source)
 
-    def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor) -> tuple[EncoderOutput, DecoderState]:
+    def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor, src_ext: Optional[Tensor] = None
+               ) -> tuple[EncoderOutput, DecoderState]:
         """Encode a source batch and build the decoder's start state.
 
         Args:
-            src: (batch, src_len) ids; src_lengths: (batch,); src_mask: (batch, src_len).
+            src: (batch, src_len) ids; src_lengths: (batch,); src_mask: (batch, src_len);
+            src_ext: (batch, src_len) the source in the extended target vocabulary
+                (copy attention), or None.
         """
         if self.reverse_source:
             src = reverse_padded(src, src_lengths)
         encoded = self.encoder(src, src_lengths, src_mask)
         if self.reverse_source:     # attention and its weights refer to source positions in reading order
             encoded.outputs = reverse_padded(encoded.outputs, src_lengths)
+        if self.bridge is None:                      # a Transformer decoder reads the encoder states only
+            return encoded, self.decoder.init_state(encoded)
         context, summary = self.context(encoded.outputs, encoded.final, encoded.mask)
         hidden = self.bridge(summary, src.size(0))
-        return encoded, self.decoder.init_state(encoded, hidden, context)
+        return encoded, self.decoder.init_state(encoded, hidden, context, src_ext)
 
     def forward(self, batch: Batch, return_attention: bool = False) -> tuple[Tensor, Optional[Tensor]]:
         """Teacher-forced logits.
@@ -74,7 +94,7 @@ class EncoderDecoder(nn.Module):
         Returns:
             logits: (batch, tgt_len, V); attention: (batch, tgt_len, src_len) or None.
         """
-        _, state = self.encode(batch.src, batch.src_lengths, batch.src_mask)
+        _, state = self.encode(batch.src, batch.src_lengths, batch.src_mask, batch.src_ext)
         return self.decoder(batch.tgt_in, state, return_attention)
 
     def num_parameters(self) -> int:

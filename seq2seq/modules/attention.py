@@ -13,6 +13,11 @@ Score functions (Luong et al. 2015, eq. 8; Bahdanau et al. 2015, appendix A.1.2)
   (W_q, U_a); the two names differ in where the decoder applies it (see decoders).
 
 Weights are a softmax over the source with padded positions set to exactly 0.
+
+Coverage (Tu et al. 2016; See et al. 2017, eq. 11): with ``coverage=True`` the
+scores also read the coverage vector c_j (the attention already paid to h_j):
+inside the additive energy, ``v_a^T tanh(W_q q + U_a h_j + w_c c_j)``, and as a
+learned linear term ``+ w_c c_j`` for dot / general scores.
 """
 
 from __future__ import annotations
@@ -30,23 +35,29 @@ class Attention(nn.Module):
         """Args: memory: (batch, src_len, memory_size). Returns: keys (batch, src_len, K)."""
         raise NotImplementedError
 
-    def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        """Args: query (batch, q_len, query_size), keys (batch, src_len, K).
+    def score(self, query: Tensor, keys: Tensor, coverage: Tensor | None = None) -> Tensor:
+        """Args: query (batch, q_len, query_size), keys (batch, src_len, K),
+        coverage (batch, q_len, src_len) or None.
         Returns: scores (batch, q_len, src_len)."""
         raise NotImplementedError
 
-    def probabilities(self, query: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
+    def probabilities(self, query: Tensor, keys: Tensor, mask: Tensor, coverage: Tensor | None = None) -> Tensor:
         """Attention weights a = softmax(score) over real source positions.
 
         Args:
             query: (batch, q_len, query_size); keys: (batch, src_len, K);
-            mask: (batch, src_len) True on real source tokens.
+            mask: (batch, src_len) True on real source tokens;
+            coverage: (batch, q_len, src_len) past attention per position, or None.
 
         Returns:
             (batch, q_len, src_len): rows sum to 1, exactly 0 on padding.
         """
-        scores = self.score(query, keys).masked_fill(~mask.unsqueeze(1), float("-inf"))
+        scores = self.score(query, keys, coverage).masked_fill(~mask.unsqueeze(1), float("-inf"))
         return torch.softmax(scores, dim=-1)
+
+    def _linear_coverage(self, scores: Tensor, coverage: Tensor | None) -> Tensor:
+        """dot / general: scores + w_c * coverage."""
+        return scores if coverage is None else scores + self.coverage_weight * coverage
 
     def forward(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Attend for each query position.
@@ -68,8 +79,9 @@ class Attention(nn.Module):
 class DotAttention(Attention):
     """Luong dot: q^T h_j.  Needs query_size == memory_size."""
 
-    def __init__(self, query_size: int, memory_size: int):
+    def __init__(self, query_size: int, memory_size: int, coverage: bool = False):
         super().__init__()
+        self.coverage_weight = nn.Parameter(torch.zeros(())) if coverage else None
         if query_size != memory_size:
             raise Seq2SeqError(
                 f"luong_dot attention needs decoder.hidden_size ({query_size}) == encoder output size "
@@ -78,22 +90,23 @@ class DotAttention(Attention):
     def precompute(self, memory: Tensor) -> Tensor:
         return memory
 
-    def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return torch.bmm(query, keys.transpose(1, 2))
+    def score(self, query: Tensor, keys: Tensor, coverage: Tensor | None = None) -> Tensor:
+        return self._linear_coverage(torch.bmm(query, keys.transpose(1, 2)), coverage)
 
 
 class GeneralAttention(Attention):
     """Luong general: q^T W_a h_j, with W_a h_j computed once per batch."""
 
-    def __init__(self, query_size: int, memory_size: int):
+    def __init__(self, query_size: int, memory_size: int, coverage: bool = False):
         super().__init__()
         self.key_layer = nn.Linear(memory_size, query_size, bias=False)
+        self.coverage_weight = nn.Parameter(torch.zeros(())) if coverage else None
 
     def precompute(self, memory: Tensor) -> Tensor:
         return self.key_layer(memory)
 
-    def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return torch.bmm(query, keys.transpose(1, 2))
+    def score(self, query: Tensor, keys: Tensor, coverage: Tensor | None = None) -> Tensor:
+        return self._linear_coverage(torch.bmm(query, keys.transpose(1, 2)), coverage)
 
 
 class AdditiveAttention(Attention):
@@ -106,21 +119,24 @@ class AdditiveAttention(Attention):
     once and updated in place.
     """
 
-    def __init__(self, query_size: int, memory_size: int, attention_size: int):
+    def __init__(self, query_size: int, memory_size: int, attention_size: int, coverage: bool = False):
         super().__init__()
         self.key_layer = nn.Linear(memory_size, attention_size, bias=False)
         self.query_layer = nn.Linear(query_size, attention_size, bias=True)
         self.energy = nn.Linear(attention_size, 1, bias=False)
+        self.coverage_weight = nn.Parameter(torch.zeros(attention_size)) if coverage else None
 
     def precompute(self, memory: Tensor) -> Tensor:
         return self.key_layer(memory)
 
-    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+    def score(self, query: Tensor, keys: Tensor, coverage: Tensor | None = None) -> Tensor:
         q = self.query_layer(query)                                   # (B, Tq, A)
         if q.size(1) == 1:                                            # one decoder step
             z = (keys + q).unsqueeze(1)                               # (B, 1, S, A)
         else:
             z = keys.unsqueeze(1) + q.unsqueeze(2)                    # (B, Tq, S, A)
+        if coverage is not None:                                      # + w_c c_j (See et al. eq. 11)
+            z = z + coverage.unsqueeze(-1) * self.coverage_weight
         s = z.mul_(2).sigmoid_()                                      # sigmoid(2z), in place
         v = self.energy.weight[0].to(s.dtype)
         # v_a^T tanh(z) = 2 v_a^T sigmoid(2z) - sum(v_a), as multiply-and-sum: a
@@ -129,14 +145,16 @@ class AdditiveAttention(Attention):
         return (s * (2 * v)).sum(-1) - v.sum()                        # (B, Tq, S)
 
 
-def build_attention(kind: str, query_size: int, memory_size: int, attention_size: int | None) -> Attention | None:
-    """Create the scorer named in the config (``none`` gives None)."""
+def build_attention(kind: str, query_size: int, memory_size: int, attention_size: int | None,
+                    coverage: bool = False) -> Attention | None:
+    """Create the scorer named in the config (``none`` gives None); ``coverage`` adds
+    the coverage term to its scores."""
     if kind == "none":
         return None
     if kind == "luong_dot":
-        return DotAttention(query_size, memory_size)
+        return DotAttention(query_size, memory_size, coverage)
     if kind == "luong_general":
-        return GeneralAttention(query_size, memory_size)
+        return GeneralAttention(query_size, memory_size, coverage)
     if kind in ("bahdanau", "luong_concat"):
-        return AdditiveAttention(query_size, memory_size, attention_size or query_size)
+        return AdditiveAttention(query_size, memory_size, attention_size or query_size, coverage)
     raise Seq2SeqError(f"unknown attention '{kind}'")

@@ -21,6 +21,15 @@ Decoder inputs (Cho et al. 2014, sec. 2.1 and appendix A.1.2):
   s_t = f(s_{t-1}, y_{t-1}, c), and the output layer reads it too through Cho's
   maxout readout ``o'_t = max-pool_2(O_h o_t + O_y e(y_{t-1}) + O_c c)`` (A.1.2).
 
+Copy attention (pointer-generator, See et al. 2017, eqs. 8-9): the output is
+``P(w) = p_gen P_vocab(w) + (1 - p_gen) sum_{j: x_j = w} a_tj`` over the target
+vocabulary extended by the sentence's unknown source words, with
+``p_gen = sigmoid(w_c^T c_t + w_o^T o_t + w_x^T e(y_{t-1}) + b)`` (See uses the
+decoder state s_t where this uses the attentional state o_t).  The decoder then
+returns log-probabilities in place of logits (a log-softmax leaves them
+unchanged).  Coverage (Tu et al. 2016; See et al. eqs. 10-11): the sum of past
+attention weights c^t enters every attention score, so attention runs step by step.
+
 Since c_t = sum_j a_tj h_j, the context half of W_c [h_t; c_t] equals
 sum_j a_tj (W_cc h_j): ``memory_proj = W_cc h_j`` is computed once per batch and
 each step needs only the attention weights.
@@ -66,6 +75,9 @@ class DecoderState:
         mask: (sources, src_len) True on real source tokens.
         context: (sources, M) the fixed source context c (context_every_step), or None.
         beam: rows per source (rows = sources * beam).
+        coverage: (rows, src_len) the sum of past attention weights (coverage), or None.
+        src_ext: (sources, src_len) the source in the extended vocabulary (copy), or None.
+        ext_size: size of the extended vocabulary (copy: V + the batch's unknown words).
         input_table: (V, G) layer-0 input gates of every target token, ``W e(y) + b``,
             built at the first search step (see :meth:`RNNDecoder.step`), or None.
         weights: the cell's weight views for :meth:`RNNDecoder.step`, made at its
@@ -80,6 +92,9 @@ class DecoderState:
     mask: Tensor
     context: Optional[Tensor] = None
     beam: int = 1
+    coverage: Optional[Tensor] = None
+    src_ext: Optional[Tensor] = None
+    ext_size: int = 0
     input_table: Optional[Tensor] = None
     weights: Optional[tuple] = None
 
@@ -106,9 +121,10 @@ class DecoderState:
             src = lambda t: t  # noqa: E731
         else:
             src = lambda t: t.index_select(0, sources) if t is not None else None  # noqa: E731
-        feed = self.feed.index_select(0, index) if self.feed is not None else None
-        return DecoderState(hidden, feed, src(self.memory), src(self.keys), src(self.memory_proj), src(self.mask),
-                            src(self.context), beam, self.input_table, self.weights)
+        row = lambda t: t.index_select(0, index) if t is not None else None  # noqa: E731
+        return DecoderState(hidden, row(self.feed), src(self.memory), src(self.keys), src(self.memory_proj),
+                            src(self.mask), src(self.context), beam, row(self.coverage), src(self.src_ext),
+                            self.ext_size, self.input_table, self.weights)
 
     def row_context(self) -> Optional[Tensor]:
         """The fixed context c per row, (rows, M), or None."""
@@ -136,23 +152,31 @@ class RNNDecoder(nn.Module):
         feed_previous_output: feed the embedding of y_{t-1} into the cell.
         tie_embeddings: share W_out with the target embedding (needs E == H).
         pad_id: padding id.
+        copy: pointer-generator output over the extended vocabulary (needs attention).
+        coverage: coverage vector in the attention scores (needs attention).
+        unk_id, bos_id: ids fed in place of copied unknown words / never predicted (copy).
 
     Raises:
         ValueError: a cell with no input at all (no previous output, context,
-            Bahdanau context or input feeding).
+            Bahdanau context or input feeding), or copy / coverage without attention.
     """
 
     def __init__(self, vocab_size: int, cell: str, embedding_size: int, hidden_size: int,
                  layers: int, dropout: float, attention: str, memory_size: int,
                  attention_size: Optional[int] = None, input_feeding: bool = False,
                  tie_embeddings: bool = False, pad_id: int = 0, context_every_step: bool = False,
-                 feed_previous_output: bool = True):
+                 feed_previous_output: bool = True, copy: bool = False, coverage: bool = False,
+                 unk_id: int = 1, bos_id: int = 2):
         super().__init__()
+        if (copy or coverage) and attention == "none":
+            raise ValueError("copy attention and coverage need an attention type")
+        self.copy, self.coverage = copy, coverage
+        self.vocab_size, self.pad_id, self.unk_id, self.bos_id = vocab_size, pad_id, unk_id, bos_id
         self.style = "none" if attention == "none" else ("bahdanau" if attention == "bahdanau" else "luong")
         self.input_feeding = input_feeding and self.style == "luong"
         self.context_every_step, self.feed_previous_output = context_every_step, feed_previous_output
         self.hidden_size = hidden_size
-        need_embedding = feed_previous_output or tie_embeddings or context_every_step
+        need_embedding = feed_previous_output or tie_embeddings or context_every_step or copy
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_id) if need_embedding else None
         self.dropout = Dropout(dropout)
         # Layer-0 input columns: [e(y_{t-1}) | c | Bahdanau context c_t | o_{t-1}]; the first
@@ -164,12 +188,14 @@ class RNNDecoder(nn.Module):
             raise ValueError("the decoder cell has no input: feed the previous output, the context, "
                              "Bahdanau attention or input feeding")
         self.rnn = make_rnn(cell, rnn_input, hidden_size, layers, dropout)
-        self.attention = build_attention(attention, hidden_size, memory_size, attention_size)
+        self.attention = build_attention(attention, hidden_size, memory_size, attention_size, coverage)
         # W_c of o_t = tanh(W_c [h_t; c_t] + b): columns [:H] act on h_t, [H:] on c_t.
         self.combine = nn.Linear(hidden_size + memory_size, hidden_size) if self.attention else None
         # Cho et al. 2014's readout: O_h o_t + O_y e(y_{t-1}) + O_c c, maxout over pairs.
         self.readout = nn.Linear(hidden_size + embedding_size + memory_size, 2 * hidden_size) \
             if context_every_step else None
+        # See et al. 2017 eq. 8: p_gen from the context, the (attentional) state and the input.
+        self.copy_gate = nn.Linear(memory_size + hidden_size + embedding_size, 1) if copy else None
         self.tied = tie_embeddings
         if tie_embeddings:
             self.output_bias = nn.Parameter(torch.zeros(vocab_size))
@@ -177,16 +203,19 @@ class RNNDecoder(nn.Module):
             self.output = nn.Linear(hidden_size, vocab_size)
 
     # ------------------------------------------------------------------ state
-    def init_state(self, encoded: EncoderOutput, hidden: RNNState, context: Optional[Tensor] = None
-                   ) -> DecoderState:
-        """Start state from the encoder output, the bridge's initial hidden state and
-        the source context c (batch, M), which ``context_every_step`` needs.
+    def init_state(self, encoded: EncoderOutput, hidden: RNNState, context: Optional[Tensor] = None,
+                   src_ext: Optional[Tensor] = None) -> DecoderState:
+        """Start state from the encoder output, the bridge's initial hidden state,
+        the source context c (batch, M), which ``context_every_step`` needs, and the
+        source in the extended vocabulary src_ext (batch, src_len), which copy needs.
 
         Raises:
-            ValueError: ``context_every_step`` without a context.
+            ValueError: ``context_every_step`` without a context, copy without src_ext.
         """
         if self.context_every_step and context is None:
             raise ValueError("context_every_step needs the source context c")
+        if self.copy and src_ext is None:
+            raise ValueError("copy attention needs the source in the extended vocabulary (batch.src_ext)")
         memory = keys = memory_proj = None
         if self.attention is not None:
             memory = encoded.outputs
@@ -195,18 +224,54 @@ class RNNDecoder(nn.Module):
         feed = None
         if self.input_feeding:
             feed = encoded.outputs.new_zeros(encoded.outputs.size(0), self.hidden_size)
+        coverage = encoded.mask.new_zeros(encoded.mask.shape, dtype=torch.float) if self.coverage else None
+        ext_size = max(self.vocab_size, int(src_ext.max()) + 1) if self.copy else 0
         return DecoderState(hidden, feed, memory, keys, memory_proj, encoded.mask,
-                            context if self.context_every_step else None)
+                            context if self.context_every_step else None, 1, coverage,
+                            src_ext if self.copy else None, ext_size)
 
     @property
     def can_run_parallel(self) -> bool:
         """True when a teacher-forced pass can run the RNN over the whole target at once."""
-        return self.style != "bahdanau" and not self.input_feeding
+        return self.style != "bahdanau" and not self.input_feeding and not self.coverage
 
     # ------------------------------------------------------------------ pieces
     def _embed(self, tokens: Tensor) -> Optional[Tensor]:
         """Dropped-out embeddings e(y) (..., E), or None when nothing reads them."""
         return self.dropout(self.embedding(tokens)) if self.embedding is not None else None
+
+    def _known(self, tokens: Tensor) -> Tensor:
+        """Copied unknown words (ids >= V) are read back as ``<unk>`` (See et al. 2017)."""
+        return tokens.masked_fill(tokens >= self.vocab_size, self.unk_id) if self.copy else tokens
+
+    def _output(self, o: Tensor, emb: Optional[Tensor], weights: Optional[Tensor], state: DecoderState) -> Tensor:
+        """Scores of y_t: logits, or with copy attention log P over the extended vocabulary.
+
+        o: (..., H) attentional states; emb: (..., E) inputs e(y_{t-1}); weights:
+        (..., S) attention; one step (rows, .) or a whole target (B, T, .).
+        """
+        logits = self.logits(self._readout(o, emb, state))
+        if not self.copy:
+            return logits
+        step = o.dim() == 2
+        if step:                                            # rows grouped by source (beam search)
+            context = torch.bmm(weights.view(-1, state.beam, weights.size(-1)), state.memory).view(o.size(0), -1)
+            src_ext = state.src_ext.repeat_interleave(state.beam, 0) if state.beam > 1 else state.src_ext
+        else:
+            context = torch.bmm(weights, state.memory)
+            src_ext = state.src_ext.unsqueeze(1).expand(-1, o.size(1), -1)
+        specials = torch.zeros(logits.size(-1), dtype=torch.bool, device=logits.device)
+        specials[[self.pad_id, self.bos_id]] = True          # never outputs
+        p_vocab = torch.softmax(logits.float().masked_fill(specials, float("-inf")), dim=-1)
+        p_gen = torch.sigmoid(self.copy_gate(torch.cat([context, o, emb], dim=-1)).float())   # (..., 1)
+        dist = F.pad(p_gen * p_vocab, (0, state.ext_size - self.vocab_size))
+        dist = dist.scatter_add(-1, src_ext, (1 - p_gen) * weights.float())
+        # Zero-probability entries (specials, other sentences' unknown words) get -inf
+        # after the log: clamping first keeps their gradient at 0 instead of nan.
+        present = torch.zeros_like(dist, dtype=torch.bool).scatter_(-1, src_ext, True)
+        extended = torch.arange(state.ext_size, device=dist.device) >= self.vocab_size
+        impossible = F.pad(specials, (0, state.ext_size - self.vocab_size)) | (extended & ~present)
+        return dist.clamp_min(1e-30).log().masked_fill(impossible, float("-inf"))
 
     def _lead(self, emb: Optional[Tensor], state: DecoderState, like: Tensor) -> Tensor:
         """The leading layer-0 inputs [e(y_{t-1}); c] (..., leading), for one step
@@ -264,22 +329,25 @@ class RNNDecoder(nn.Module):
         weights = None
         rows = gates0.size(0)
         grouped = lambda x: x.view(-1, state.beam, x.size(-1))  # noqa: E731  (rows, d) -> (sources, beam, d)
+        coverage = grouped(state.coverage) if state.coverage is not None else None
         if self.style == "bahdanau":
             h_prev = (state.hidden[0] if isinstance(state.hidden, tuple) else state.hidden)[-1]
-            weights = self.attention.probabilities(grouped(h_prev), state.keys, state.mask)   # (N, beam, S)
+            weights = self.attention.probabilities(grouped(h_prev), state.keys, state.mask, coverage)  # (N, beam, S)
             context = torch.bmm(weights, state.memory).view(rows, -1)
             top, hidden = cell_step(cell, gates0, context, state.hidden)
             o = self._attentional(grouped(top), weights, state, w_ch).view(rows, -1)
         else:
             top, hidden = cell_step(cell, gates0, state.feed if self.input_feeding else None, state.hidden)
             if self.attention is not None:
-                weights = self.attention.probabilities(grouped(top), state.keys, state.mask)
+                weights = self.attention.probabilities(grouped(top), state.keys, state.mask, coverage)
                 o = self._attentional(grouped(top), weights, state, w_ch).view(rows, -1)
             else:
                 o = top
+        weights = weights.view(rows, -1) if weights is not None else None
         new = DecoderState(hidden, None, state.memory, state.keys, state.memory_proj, state.mask, state.context,
-                           state.beam, state.input_table, state.weights)
-        return o, new, (weights.view(rows, -1) if weights is not None else None)
+                           state.beam, state.coverage + weights if self.coverage else None, state.src_ext,
+                           state.ext_size, state.input_table, state.weights)
+        return o, new, weights
 
     # ------------------------------------------------------------------ API
     def step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
@@ -290,7 +358,8 @@ class RNNDecoder(nn.Module):
             state: the state after y_{t-1}.
 
         Returns:
-            logits: (batch, V) unnormalised scores of y_t.
+            logits: (batch, V) unnormalised scores of y_t (copy: log-probabilities over
+                the extended vocabulary, (batch, ext_size)).
             state: the new state.
             attention: (batch, src_len) weights a_t, or None without attention.
 
@@ -299,6 +368,7 @@ class RNNDecoder(nn.Module):
         step looks its rows up (:attr:`DecoderState.input_table`) instead of a
         (rows x E) x (E x G) product per step.
         """
+        prev_tokens = self._known(prev_tokens)
         if state.weights is None:
             state.weights = self._step_weights()
         step_weights = state.weights
@@ -306,7 +376,7 @@ class RNNDecoder(nn.Module):
             if state.input_table is None:
                 state.input_table = step_weights[0].input_gates(self.embedding.weight)      # (V, G)
             gates0 = state.input_table.index_select(0, prev_tokens)
-            emb = self.embedding(prev_tokens) if self.readout is not None else None
+            emb = self.embedding(prev_tokens) if self.readout is not None or self.copy else None
         else:
             emb = self._embed(prev_tokens)
             gates0 = step_weights[0].input_gates(self._lead(emb, state, prev_tokens))
@@ -314,7 +384,7 @@ class RNNDecoder(nn.Module):
         o = self.dropout(o)
         if self.input_feeding:
             state.feed = o
-        return self.logits(self._readout(o, emb, state)), state, weights
+        return self._output(o, emb, weights, state), state, weights
 
     def _lookup_gates(self, prev_tokens: Tensor, state: DecoderState) -> bool:
         """Whether :meth:`step` reads its input gates from the per-token table: in
@@ -335,9 +405,10 @@ class RNNDecoder(nn.Module):
             return_attention: also return the attention weights.
 
         Returns:
-            logits: (batch, tgt_len, V).
+            logits: (batch, tgt_len, V) (copy: log-probabilities, (batch, tgt_len, ext_size)).
             attention: (batch, tgt_len, src_len) or None.
         """
+        tgt_in = self._known(tgt_in)
         emb = self._embed(tgt_in)                                      # (B, T, E)
         lead = self._lead(emb, state, tgt_in)                          # (B, T, leading)
         readout_state = state
@@ -367,6 +438,6 @@ class RNNDecoder(nn.Module):
                 outs.append(o_t)
                 ws.append(w_t)
             o = torch.stack(outs, dim=1)
-            if return_attention and ws[0] is not None:
+            if ws[0] is not None:
                 weights = torch.stack(ws, dim=1)
-        return self.logits(self._readout(o, emb, readout_state)), (weights if return_attention else None)
+        return self._output(o, emb, weights, readout_state), (weights if return_attention else None)

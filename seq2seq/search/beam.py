@@ -28,7 +28,7 @@ from torch import Tensor
 from seq2seq.data.batching import Batch
 from seq2seq.errors import Seq2SeqError
 from seq2seq.search.common import (NEG_INF, NBest, DecodeOptions, Hypothesis, block_repeated_ngrams,
-                                   coverage_penalty, forbid_early_eos, length_caps, length_penalty)
+                                   coverage_penalty, forbid_early_eos, length_caps, length_penalty, start_state)
 
 
 class _Finished:
@@ -110,7 +110,7 @@ def beam_search(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeOp
         Seq2SeqError: a coverage penalty on a model without attention.
     """
     k, nbest = options.beam_size, options.nbest
-    _, state = model.encode(batch.src, batch.src_lengths, batch.src_mask)
+    state = start_state(model, batch)
     bsz, src_len = batch.src.shape
     device = batch.src.device
     src_mask = batch.src_mask.to(device)

@@ -17,6 +17,7 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor
 
+from seq2seq.data.batching import Batch
 from seq2seq.errors import Seq2SeqError
 
 NEG_INF = float("-inf")
@@ -215,3 +216,12 @@ def filter_logits(logits: Tensor, top_k: int, top_p: float) -> Tensor:
         remove = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, order, mass_before >= top_p)
         logits = logits.masked_fill(remove, NEG_INF)
     return logits
+
+
+def start_state(model, batch: Batch):
+    """The decoder's start state for a batch: ``model.encode(src, lengths, mask)``, plus
+    the source in the extended vocabulary when the batch carries one (copy attention)."""
+    src_ext = getattr(batch, "src_ext", None)
+    if src_ext is not None:
+        return model.encode(batch.src, batch.src_lengths, batch.src_mask, src_ext)[1]
+    return model.encode(batch.src, batch.src_lengths, batch.src_mask)[1]

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from seq2seq.data.batching import Batch
 from seq2seq.search.common import (NBest, DecodeOptions, Hypothesis, block_repeated_ngrams, filter_logits,
-                                   forbid_early_eos, length_caps)
+                                   forbid_early_eos, length_caps, start_state)
 
 
 def _rows_to_hypotheses(out: Tensor, logp_sum: Tensor, cap: Tensor, eos_id: int, src_lengths: Tensor,
@@ -41,7 +41,7 @@ def _rows_to_hypotheses(out: Tensor, logp_sum: Tensor, cap: Tensor, eos_id: int,
 def _decode_rows(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeOptions, repeats: int,
                  pick: Callable[[Tensor], Tensor]) -> NBest:
     """The shared loop: ``pick(logp) -> (rows,)`` chooses each row's next token."""
-    _, state = model.encode(batch.src, batch.src_lengths, batch.src_mask)
+    state = start_state(model, batch)
     bsz, device = batch.src.size(0), batch.src.device
     src_lengths = batch.src_lengths.to(device)
     if repeats > 1:
