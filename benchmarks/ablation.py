@@ -13,7 +13,8 @@ Rows (``--rows`` picks some; ``--list`` names them):
 presets sutskever2014, cho2014, bahdanau2015, luong2015 (general, dot, concat);
 the default G2P model (configs/g2p_cmudict.yaml) with attention none / bahdanau /
 luong_dot / luong_general / luong_concat; the default model with scheduled
-sampling (inverse-sigmoid decay, the same budget); and a Transformer of the same width.
+sampling (eps_i linear from 1.0 to 0.5 over 4,000 updates, the same budget); and a
+Transformer of the same width.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ ROWS: dict[str, tuple[Path, list[str]]] = {
     "default, luong_dot": (DEFAULT, ["model.decoder.attention=luong_dot", "model.encoder.hidden_size=128"]),
     "default, luong_general": (DEFAULT, []),
     "default, luong_concat": (DEFAULT, ["model.decoder.attention=luong_concat"]),
-    "default + scheduled sampling": (DEFAULT, ["training.teacher_forcing.schedule=inverse_sigmoid",
-                                               "training.teacher_forcing.k=1500"]),
+    "default + scheduled sampling": (DEFAULT, ["training.teacher_forcing.schedule=linear",
+                                               "training.teacher_forcing.start=1.0",
+                                               "training.teacher_forcing.end=0.5",
+                                               "training.teacher_forcing.steps=4000"]),
     "transformer 2+2 layers, d=256": (DEFAULT, ["model.encoder.type=transformer", "model.decoder.type=transformer",
                                                 "model.encoder.layers=2", "model.decoder.layers=2",
                                                 "model.encoder.dropout=0.1", "model.decoder.dropout=0.1",

@@ -66,11 +66,11 @@ def train_ours(model_cfg, dataset, sv, tv, steps: int) -> EncoderDecoder:
     return model.eval()
 
 
-def decode_ours(model, words: list[str], sv, tv, beam: int, repeats: int = 3) -> dict:
+def decode_ours(model, words: list[str], sv, tv, beam: int, repeats: int = 3, precision: str = "fp32") -> dict:
     ids = [sv.encode(list(w)) for w in words]
     dataset = ParallelDataset(ids, None, sv, tv)
     options = DecodeOptions(strategy="beam" if beam > 1 else "greedy", beam_size=beam, max_len=MAX_LEN,
-                            max_len_a=0.0, max_len_b=MAX_LEN)
+                            max_len_a=0.0, max_len_b=MAX_LEN, precision=precision)
     decode_dataset(model, dataset, tv.bos_id, tv.eos_id, 64, options, torch.device("cpu"))   # warm-up
     runs = []
     for _ in range(repeats):
@@ -138,6 +138,10 @@ def main(argv=None) -> None:
         results[name] = {"greedy": decode_ours(model, words, sv, tv, 1, args.repeats),
                          "beam5": decode_ours(model, words, sv, tv, 5, args.repeats)}
         print(f"[{name}] {results[name]}", file=sys.stderr)
+        if name == "identical":           # the same weights, matrix products in bfloat16
+            results["identical_bf16"] = {"greedy": decode_ours(model, words, sv, tv, 1, args.repeats, "bf16"),
+                                         "beam5": decode_ours(model, words, sv, tv, 5, args.repeats, "bf16")}
+            print(f"[identical_bf16] {results['identical_bf16']}", file=sys.stderr)
     if args.skip_onmt:
         pass
     elif Path(args.onmt_env, "bin", "python").exists():
@@ -154,7 +158,7 @@ def main(argv=None) -> None:
     for name, r in results.items():
         print(f"{name:12s} {r['greedy']['words_per_s']:>11,.0f} {r['beam5']['words_per_s']:>11,.0f}")
     if "onmt" in results:
-        for name in ("identical", "default"):
+        for name in ("identical", "identical_bf16", "default"):
             print(f"{name} / onmt: greedy {results[name]['greedy']['words_per_s'] / results['onmt']['greedy']['words_per_s']:.2f}x, "
                   f"beam-5 {results[name]['beam5']['words_per_s'] / results['onmt']['beam5']['words_per_s']:.2f}x")
     if args.json:

@@ -150,6 +150,44 @@ class Seq2Seq:
         plain = not (with_scores or return_attention) and max(len(p) for p in nbest) <= 1
         return [p[0].text for p in nbest] if plain else nbest
 
+    def sample_prior(self, n: int, *, beam: Optional[int] = None, **options) -> list[str]:
+        """New sequences from a variational model: z ~ N(0, I), then decode
+        (Bowman et al. 2016, sec. 4).  Options as for :meth:`predict` (e.g.
+        ``strategy='sample', temperature=0.8``; ``seed`` also fixes the z draws).
+
+        Returns:
+            ``n`` texts.
+
+        Raises:
+            Seq2SeqError: the run has no latent variable (``model.latent_size``), or a bad option.
+        """
+        from seq2seq.data.batching import Batch
+        from seq2seq.search import decode_batch
+
+        if self.model.latent is None:
+            raise Seq2SeqError("sample_prior needs a variational run (model.latent_size in its config)")
+        opts = self.decode_options(beam=beam, **options)
+        generator = torch.Generator(device=self.device)
+        if opts.seed is not None:
+            generator.manual_seed(opts.seed)
+        else:
+            generator.seed()
+        model = self.model
+        ones = torch.ones(n, 1, dtype=torch.long, device=self.device)
+        batch = Batch(ones, ones[:, 0], ones.bool(), None, None, None, torch.arange(n))
+
+        class Prior:                           # the search's model interface, started from the prior
+            decoder = model.decoder
+
+            @staticmethod
+            def encode(src, src_lengths, src_mask):
+                return None, model.prior_state(src.size(0), src.device, generator)
+
+        v = self.corpus.tgt_vocab
+        with torch.no_grad():
+            hyps = decode_batch(Prior, batch, v.bos_id, v.eos_id, opts)
+        return [self.corpus.detokenize(h[0].tokens) for h in hyps]
+
     def evaluate(self, path: str | Path, metrics: Optional[list[str]] = None, *, beam: Optional[int] = None,
                  **options) -> dict:
         """Score a TSV file (``source<TAB>ref1[<TAB>ref2...]``).
@@ -167,7 +205,7 @@ class Seq2Seq:
             Seq2SeqError: unreadable or malformed file, or an invalid decoding option.
         """
         opts = self.decode_options(beam=beam, **options)
-        examples = read_tsv(path, multi_reference=True)
+        examples = read_tsv(path, multi_reference=True, autoencoder=self.config.data.autoencoder)
         split = self.corpus.split(examples)
         results, _ = evaluate_split(self.model, self.corpus, split, metrics or self.config.evaluation.metrics,
                                     self.config, self.device, opts)

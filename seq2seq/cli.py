@@ -6,6 +6,7 @@
     seq2seq train --resume RUN [--set training.max_steps=...]
     seq2seq evaluate RUN --data FILE [--json] [--checkpoint best|last|averaged] [decoding options]
     seq2seq average RUN [--last N]
+    seq2seq sample RUN --num N [--sample --temperature T --seed S]    (variational runs)
     seq2seq predict RUN [--beam 5 --nbest 3 --scores] [--attention FILE] < sources.txt > outputs.txt
     seq2seq plot-attention FILE --index I [--rank R] --out PNG
 
@@ -55,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--attention", metavar="FILE", help="write every hypothesis's attention to FILE as JSON")
     _decoding_arguments(pr)
 
+    sp = sub.add_parser("sample", help="new sequences from a variational run's prior, z ~ N(0, I)")
+    sp.add_argument("run")
+    sp.add_argument("--num", type=int, default=10, help="how many")
+    sp.add_argument("--checkpoint", default="best", choices=["best", "last", "averaged"])
+    _decoding_arguments(sp)
+
     av = sub.add_parser("average", help="average the weights of a run's last kept checkpoints")
     av.add_argument("run")
     av.add_argument("--last", type=int, default=None, help="how many (default: all kept, training.keep_checkpoints)")
@@ -90,7 +97,7 @@ _DECODING_FLAGS = [
     ("--length-normalization", "length_normalization", str), ("--coverage-penalty", "coverage_penalty", float),
     ("--min-len", "min_len", int), ("--max-len", "max_len", int), ("--no-repeat-ngram", "no_repeat_ngram", int),
     ("--temperature", "temperature", float), ("--top-k", "top_k", int), ("--top-p", "top_p", float),
-    ("--num-samples", "num_samples", int), ("--seed", "seed", int),
+    ("--num-samples", "num_samples", int), ("--seed", "seed", int), ("--precision", "precision", str),
 ]
 
 
@@ -132,6 +139,16 @@ def format_table(results: dict) -> str:
     rows = [(k, f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in results.items()]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _cmd_sample(args) -> None:
+    from seq2seq.api import Seq2Seq
+
+    if args.num < 1:
+        raise Seq2SeqError("--num must be >= 1")
+    model = Seq2Seq.load(args.run, args.checkpoint)
+    for text in model.sample_prior(args.num, **_decoding_overrides(args)):
+        print(text)
 
 
 def _cmd_average(args) -> None:
@@ -231,7 +248,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
     args = _parser().parse_args(argv)
     handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "data": _cmd_data,
-                "plot-attention": _cmd_plot_attention, "average": _cmd_average}
+                "plot-attention": _cmd_plot_attention, "average": _cmd_average, "sample": _cmd_sample}
     try:
         handlers[args.command](args)
     except Seq2SeqError as e:

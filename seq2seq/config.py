@@ -36,6 +36,8 @@ class DataConfig(_Section):
 
     TSV files hold ``source<TAB>target`` (training) or ``source<TAB>ref1<TAB>ref2...``
     (valid/test).  Relative paths are resolved against the working directory.
+    ``autoencoder``: the target is the source (a sequence autoencoder); only the
+    first column of each file is read.
     """
 
     train: str
@@ -50,6 +52,13 @@ class DataConfig(_Section):
     tgt_max_size: Optional[int] = Field(None, ge=1)
     max_src_len: Optional[int] = Field(None, ge=1)
     max_tgt_len: Optional[int] = Field(None, ge=1)
+    autoencoder: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "DataConfig":
+        if self.autoencoder and self.src_tokenizer != self.tgt_tokenizer:
+            raise ValueError("autoencoder (target = source) needs src_tokenizer == tgt_tokenizer")
+        return self
 
 
 class EncoderConfig(_Section):
@@ -132,6 +141,9 @@ class ModelConfig(_Section):
     ``mean`` / ``max``, a learned transform ``tanh(W pool_j(h_j) + b)`` of all the
     encoder's states.  ``reverse_source`` feeds the source backwards (Sutskever et
     al. 2014, sec. 3.3); attention still sees the states in source order.
+    ``latent_size``: a variational seq2seq (Bowman et al. 2016): c gives the mean
+    and log-variance of a Gaussian z, the decoder starts from z (bridge
+    ``projection``), and training adds the KL term to the loss.
     """
 
     encoder: EncoderConfig = EncoderConfig()
@@ -139,6 +151,19 @@ class ModelConfig(_Section):
     bridge: Literal["none", "last", "projection"] = "projection"
     context: Literal["last", "mean", "max"] = "last"
     reverse_source: bool = False
+    latent_size: Optional[int] = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        if self.latent_size is not None:
+            d = self.decoder
+            if d.type != "rnn" or d.attention != "none" or d.context_every_step:
+                raise ValueError("a variational seq2seq (latent_size) passes the source only through z: it needs "
+                                 "an RNN decoder with attention: none and context_every_step: false")
+            if self.bridge != "projection":
+                raise ValueError("a variational seq2seq (latent_size) starts the decoder from z through "
+                                 "bridge: projection")
+        return self
 
 
 class TeacherForcingConfig(_Section):
@@ -190,7 +215,11 @@ class TrainingConfig(_Section):
     ``lr * sqrt(warmup_steps / step)``; Vaswani et al. 2017), ``exponential``
     (``lr * decay_rate ** (step / decay_steps)`` after the warm-up); never below
     ``min_learning_rate``.  ``keep_checkpoints`` keeps the weights of the last N
-    validations for ``seq2seq average``.
+    validations for ``seq2seq average``.  ``word_dropout`` replaces decoder input
+    tokens by ``<unk>`` at that rate (Bowman et al. 2016, sec. 3.2).  With
+    ``model.latent_size`` the KL term is weighted by ``kl_weight`` times the
+    annealing factor: 1 (``constant``), ``min(1, i / kl_anneal_steps)`` (``linear``)
+    or ``1 / (1 + exp(-10 (i / kl_anneal_steps - 0.5)))`` (``logistic``, sec. 3.1).
     """
 
     batch_size: int = Field(64, ge=1)
@@ -211,6 +240,10 @@ class TrainingConfig(_Section):
     min_learning_rate: float = Field(1e-5, ge=0)
     teacher_forcing: TeacherForcingConfig = TeacherForcingConfig()
     coverage_loss_weight: float = Field(1.0, ge=0)
+    word_dropout: float = Field(0.0, ge=0, lt=1)
+    kl_anneal: Literal["constant", "linear", "logistic"] = "logistic"
+    kl_anneal_steps: int = Field(5000, ge=1)
+    kl_weight: float = Field(1.0, ge=0)
     keep_checkpoints: int = Field(0, ge=0)
     max_steps: Optional[int] = Field(None, ge=1)
     max_epochs: Optional[int] = Field(None, ge=1)
@@ -258,6 +291,7 @@ class DecodingConfig(_Section):
     top_p: float = Field(1.0, gt=0, le=1)
     num_samples: int = Field(1, ge=1)
     seed: Optional[int] = None
+    precision: Literal["fp32", "bf16"] = "fp32"
     batch_size: int = Field(256, ge=1)
 
     def options(self, **overrides) -> DecodeOptions:

@@ -19,6 +19,7 @@ switches to scheduled sampling (:mod:`seq2seq.scheduled_sampling`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import shutil
@@ -40,6 +41,7 @@ from seq2seq.errors import Seq2SeqError
 from seq2seq.loss import coverage_loss, sequence_cross_entropy
 from seq2seq.metrics import HIGHER_IS_BETTER, compute_metrics, oracle_error_rates
 from seq2seq.models.encoder_decoder import EncoderDecoder
+from seq2seq.modules.latent import kl_annealing
 from seq2seq.plotting import plot_curves, plot_teacher_forcing
 from seq2seq.scheduled_sampling import scheduled_sampling_logits, teacher_forcing_probability
 from seq2seq.search import DecodeOptions, NBest, decode_dataset
@@ -209,6 +211,7 @@ class Trainer:
         self.state = TrainState()
         tf = t.teacher_forcing
         self.scheduled_sampling = not (tf.schedule == "constant" and tf.ratio == 1.0)
+        self.kl_sum, self.kl_sentences = 0.0, 0
         self.records: list[dict] = []
         self.ckpt_dir = run_dir / "checkpoints"
 
@@ -333,6 +336,14 @@ class Trainer:
         """eps_i, the probability of feeding the gold token at the current update."""
         return teacher_forcing_probability(self.config.training.teacher_forcing, self.state.step)
 
+    def _word_dropout(self, batch: Batch) -> Batch:
+        """Replace decoder inputs after ``<bos>`` by ``<unk>`` at rate ``word_dropout``
+        (Bowman et al. 2016, sec. 3.2), so the decoder leans on the source state."""
+        p = self.config.training.word_dropout
+        drop = (torch.rand(batch.tgt_in.shape, device=batch.tgt_in.device) < p) & batch.tgt_mask
+        drop[:, 0] = False
+        return dataclasses.replace(batch, tgt_in=batch.tgt_in.masked_fill(drop, self.corpus.tgt_vocab.unk_id))
+
     def train_step(self, batches: list[Batch]) -> tuple[torch.Tensor, int]:
         """One update: forward (teacher forcing or scheduled sampling), per-token
         loss, backward, clipping, optimizer step, per-update LR schedule.
@@ -352,7 +363,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss_total = None
         coverage = getattr(self.model.decoder, "coverage", False) and t.coverage_loss_weight > 0
+        kl_weight = t.kl_weight * kl_annealing(t.kl_anneal, self.state.step, t.kl_anneal_steps)
         for batch in batches:
+            if t.word_dropout > 0:
+                batch = self._word_dropout(batch)
             attention = None
             with autocast(t.precision, self.device):
                 if eps >= 1.0:
@@ -363,6 +377,10 @@ class Trainer:
             objective = loss_sum
             if attention is not None:
                 objective = objective + t.coverage_loss_weight * coverage_loss(attention.float(), batch.tgt_mask)
+            if self.model.latent is not None:
+                objective = objective + kl_weight * self.model.last_kl
+                self.kl_sum += float(self.model.last_kl.detach())
+                self.kl_sentences += batch.src.size(0)
             (objective / total).backward()
             loss_total = loss_sum.detach() if loss_total is None else loss_total + loss_sum.detach()
         if t.clip_grad_norm is not None:
@@ -410,6 +428,10 @@ class Trainer:
                            "lr": self.optimizer.param_groups[0]["lr"], "elapsed_s": round(st.elapsed_s, 1)}
                     if self.scheduled_sampling:
                         rec["teacher_forcing"] = round(eps, 6)
+                    if self.model.latent is not None:
+                        rec["kl"] = round(self.kl_sum / max(self.kl_sentences, 1), 4)     # nats per sentence
+                        rec["kl_weight"] = round(t.kl_weight * kl_annealing(t.kl_anneal, st.step, t.kl_anneal_steps), 6)
+                        self.kl_sum, self.kl_sentences = 0.0, 0
                     self.log(rec)
                     left_s = time.strftime("%H:%M:%S", time.gmtime(left)) if math.isfinite(left) else "?"
                     if self._bar is not None:
@@ -478,8 +500,8 @@ def train(config: Config, run_dir: str | Path, overwrite: bool = False) -> Path:
     """
     run_dir = Path(run_dir)
     d = config.data
-    train_ex = read_tsv(d.train)
-    valid_ex = read_tsv(d.valid, multi_reference=True) if d.valid else None
+    train_ex = read_tsv(d.train, autoencoder=d.autoencoder)
+    valid_ex = read_tsv(d.valid, multi_reference=True, autoencoder=d.autoencoder) if d.valid else None
     torch.manual_seed(config.seed)
     corpus = Corpus.from_config(d, train_ex, copy=config.model.decoder.copy_attention)
     device = _setup_torch(config)
@@ -520,8 +542,8 @@ def resume(run_dir: str | Path, overrides: Optional[list[str]] = None) -> Path:
     config = load_config(run_dir / "config.yaml", overrides)
     d = config.data
     corpus = Corpus.load(d, run_dir, copy=config.model.decoder.copy_attention)
-    train_ex = read_tsv(d.train)
-    valid_ex = read_tsv(d.valid, multi_reference=True) if d.valid else None
+    train_ex = read_tsv(d.train, autoencoder=d.autoencoder)
+    valid_ex = read_tsv(d.valid, multi_reference=True, autoencoder=d.autoencoder) if d.valid else None
     device = _setup_torch(config)
     model = EncoderDecoder.from_config(config.model, len(corpus.src_vocab), len(corpus.tgt_vocab)).to(device)
     dump_config(config, run_dir / "config.yaml")

@@ -24,15 +24,17 @@ class Example:
     line: int
 
 
-def read_tsv(path: str | Path, multi_reference: bool = False) -> list[Example]:
+def read_tsv(path: str | Path, multi_reference: bool = False, autoencoder: bool = False) -> list[Example]:
     """Read ``source<TAB>target`` lines (UTF-8).
 
     Blank lines are skipped.  With ``multi_reference`` every further column is
-    another reference: ``source<TAB>ref1<TAB>ref2...``.
+    another reference: ``source<TAB>ref1<TAB>ref2...``.  With ``autoencoder`` only
+    the first column is read and it is also the reference (target = source).
 
     Args:
         path: the TSV file.
         multi_reference: allow more than one target column.
+        autoencoder: target = source.
 
     Returns:
         The examples in file order.
@@ -58,6 +60,8 @@ def read_tsv(path: str | Path, multi_reference: bool = False) -> list[Example]:
         if not line.strip():
             continue
         fields = line.split("\t")
+        if autoencoder:
+            fields = [fields[0], fields[0]]
         if len(fields) < 2:
             raise Seq2SeqError(f"{path}:{n}: no tab between source and target (expected 'source<TAB>target')")
         if len(fields) > 2 and not multi_reference:

@@ -13,6 +13,7 @@ from seq2seq.data.batching import Batch
 from seq2seq.modules.bridge import Bridge, EncoderContext
 from seq2seq.modules.decoders import DecoderState, RNNDecoder
 from seq2seq.modules.encoders import EncoderOutput, RNNEncoder
+from seq2seq.modules.latent import GaussianLatent
 from seq2seq.modules.transformer import TransformerDecoder, TransformerEncoder
 
 
@@ -27,16 +28,25 @@ class EncoderDecoder(nn.Module):
         decoder: the target decoder.
         context: the source summary c (default: the final states, ``last``).
         reverse_source: encode the source backwards (Sutskever et al. 2014, sec. 3.3).
+        latent: a Gaussian z between the context and the bridge (variational
+            seq2seq, Bowman et al. 2016), or None.
+
+    Attributes:
+        last_kl: with a latent, the KL term of the last :meth:`encode`, summed over
+            its batch (nats), which the trainer adds to the loss; else None.
     """
 
     def __init__(self, encoder: nn.Module, bridge: Optional[Bridge], decoder: nn.Module,
-                 context: Optional[EncoderContext] = None, reverse_source: bool = False):
+                 context: Optional[EncoderContext] = None, reverse_source: bool = False,
+                 latent: Optional[GaussianLatent] = None):
         super().__init__()
         self.encoder, self.bridge, self.decoder = encoder, bridge, decoder
         if context is None and bridge is not None:
             context = EncoderContext("last", encoder.output_size)
         self.context = context
         self.reverse_source = reverse_source
+        self.latent = latent
+        self.last_kl: Optional[Tensor] = None
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int,
@@ -58,15 +68,19 @@ class EncoderDecoder(nn.Module):
                                          d.ff_size or 4 * d.hidden_size, d.dropout, encoder.output_size,
                                          d.tie_embeddings, pad_id)
             return cls(encoder, None, decoder, None, cfg.reverse_source)
-        # A pooled context, or a Transformer encoder's mean state, reaches the bridge as one layer.
-        one_layer = cfg.context != "last" or e.type == "transformer"
-        bridge = Bridge(cfg.bridge, "gru" if one_layer else e.cell, d.cell, encoder.output_size,
-                        1 if one_layer else e.layers, d.hidden_size, d.layers)
+        # A pooled context, a Transformer encoder's mean state or a latent z reaches the
+        # bridge as one layer without a cell state.
+        one_layer = cfg.context != "last" or e.type == "transformer" or cfg.latent_size is not None
+        latent = GaussianLatent(encoder.output_size, cfg.latent_size) if cfg.latent_size is not None else None
+        bridge = Bridge(cfg.bridge, "gru" if one_layer else e.cell, d.cell,
+                        cfg.latent_size or encoder.output_size, 1 if one_layer else e.layers, d.hidden_size,
+                        d.layers)
         decoder = RNNDecoder(tgt_vocab_size, d.cell, d.embedding_size, d.hidden_size, d.layers, d.dropout,
                              d.attention, encoder.output_size, d.attention_size, d.input_feeding,
                              d.tie_embeddings, pad_id, d.context_every_step, d.feed_previous_output,
                              d.copy_attention, d.coverage)
-        return cls(encoder, bridge, decoder, EncoderContext(cfg.context, encoder.output_size), cfg.reverse_source)
+        return cls(encoder, bridge, decoder, EncoderContext(cfg.context, encoder.output_size), cfg.reverse_source,
+                   latent)
 
     def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor, src_ext: Optional[Tensor] = None
                ) -> tuple[EncoderOutput, DecoderState]:
@@ -85,6 +99,10 @@ class EncoderDecoder(nn.Module):
         if self.bridge is None:                      # a Transformer decoder reads the encoder states only
             return encoded, self.decoder.init_state(encoded)
         context, summary = self.context(encoded.outputs, encoded.final, encoded.mask)
+        if self.latent is not None:
+            z, kl = self.latent(context)
+            self.last_kl = kl.sum()
+            summary = z.unsqueeze(0)
         hidden = self.bridge(summary, src.size(0))
         return encoded, self.decoder.init_state(encoded, hidden, context, src_ext)
 
@@ -96,6 +114,21 @@ class EncoderDecoder(nn.Module):
         """
         _, state = self.encode(batch.src, batch.src_lengths, batch.src_mask, batch.src_ext)
         return self.decoder(batch.tgt_in, state, return_attention)
+
+    def prior_state(self, n: int, device: torch.device, generator: Optional[torch.Generator] = None):
+        """Decoder start states for ``n`` sequences from the prior, z ~ N(0, I)
+        (a variational model's way to generate new sequences, Bowman et al. 2016 sec. 4).
+
+        Raises:
+            ValueError: the model has no latent variable.
+        """
+        if self.latent is None:
+            raise ValueError("sampling from the prior needs a variational model (model.latent_size)")
+        z = torch.randn(n, self.latent.latent_size, generator=generator, device=device)
+        hidden = self.bridge(z.unsqueeze(0), n)
+        encoded = EncoderOutput(z.new_zeros(n, 1, self.encoder.output_size), None,
+                                torch.ones(n, 1, dtype=torch.bool, device=device))
+        return self.decoder.init_state(encoded, hidden)
 
     def num_parameters(self) -> int:
         """Trainable parameters."""

@@ -46,6 +46,9 @@ class DecodeOptions:
         num_samples: samples drawn per input (``sample``).
         seed: seed of the sampling generator (None: torch's global generator).
         return_attention: keep each hypothesis's attention matrix.
+        precision: ``fp32``, or ``bf16``: matrix products in bfloat16 under autocast
+            (scores, softmax and the search itself stay fp32); several times faster
+            on CPUs with AVX512-BF16 / AMX and on GPUs, with slightly different scores.
     """
 
     strategy: Literal["greedy", "beam", "sample"] = "greedy"
@@ -65,6 +68,7 @@ class DecodeOptions:
     num_samples: int = 1
     seed: Optional[int] = None
     return_attention: bool = False
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     def validate(self) -> "DecodeOptions":
         """Check ranges; returns self.
@@ -93,6 +97,7 @@ class DecodeOptions:
             (self.top_k >= 0, f"top-k must be >= 0, got {self.top_k}"),
             (0 < self.top_p <= 1, f"top-p must be in (0, 1], got {self.top_p}"),
             (self.num_samples >= 1, f"num samples must be >= 1, got {self.num_samples}"),
+            (self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, not {self.precision!r}"),
             (self.strategy != "sample" or self.nbest <= self.num_samples,
              f"nbest ({self.nbest}) must not exceed num samples ({self.num_samples})"),
         ]

@@ -20,6 +20,13 @@ def decode_batch(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeO
         Per sentence of the batch, its hypotheses best first.
     """
     options.validate()
+    if options.precision == "bf16":
+        with torch.autocast(batch.src.device.type, dtype=torch.bfloat16):
+            return _decode(model, batch, bos_id, eos_id, options)
+    return _decode(model, batch, bos_id, eos_id, options)
+
+
+def _decode(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeOptions) -> NBest:
     if options.strategy == "sample":
         return sample(model, batch, bos_id, eos_id, options)
     if options.strategy == "beam" and options.beam_size > 1:
