@@ -411,7 +411,6 @@ class RNNDecoder(nn.Module):
         tgt_in = self._known(tgt_in)
         emb = self._embed(tgt_in)                                      # (B, T, E)
         lead = self._lead(emb, state, tgt_in)                          # (B, T, leading)
-        readout_state = state
         weights = None
         if self.can_run_parallel:
             out, _ = run_rnn(self.rnn, lead, state.hidden)             # (B, T, H), one call
@@ -440,4 +439,5 @@ class RNNDecoder(nn.Module):
             o = torch.stack(outs, dim=1)
             if ws[0] is not None:
                 weights = torch.stack(ws, dim=1)
-        return self._output(o, emb, weights, readout_state), (weights if return_attention else None)
+        # The loop's last state carries the same source-side tensors (memory, c, src_ext).
+        return self._output(o, emb, weights, state), (weights if return_attention else None)
