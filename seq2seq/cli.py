@@ -10,6 +10,14 @@
     seq2seq predict RUN [--beam 5 --nbest 3 --scores] [--attention FILE] < sources.txt > outputs.txt
     seq2seq plot-attention FILE --index I [--rank R] --out PNG
 
+Forecasting (``task: forecast`` configs; see :mod:`seq2seq.forecast.cli`)::
+
+    seq2seq data statsmodels --name co2 --out data/co2.csv
+    seq2seq data sine --out data/sine.csv
+    seq2seq train configs/forecast_co2.yaml
+    seq2seq evaluate RUN [--data CSV] [--json]        (rolling origin, with baselines)
+    seq2seq predict RUN --data history.csv [--horizon H] [--out CSV] [--plot PNG] [--holdout]
+
 Decoding options (predict and evaluate; default: the run's ``decoding`` section):
 --beam N, --nbest N, --length-penalty A, --length-normalization gnmt|average,
 --coverage-penalty B, --min-len N, --max-len N, --no-repeat-ngram N, and
@@ -41,9 +49,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="override config keys, e.g. training.max_steps=2000")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
 
-    e = sub.add_parser("evaluate", help="score a run on a TSV file")
+    e = sub.add_parser("evaluate", help="score a run on a TSV file (forecast runs: rolling origin on a CSV)")
     e.add_argument("run")
-    e.add_argument("--data", required=True, help="TSV: source<TAB>ref1[<TAB>ref2...]")
+    e.add_argument("--data", help="TSV: source<TAB>ref1[<TAB>ref2...]; forecast runs: CSV (default data.path)")
     e.add_argument("--checkpoint", default="best", choices=["best", "last", "averaged"])
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _decoding_arguments(e)
@@ -54,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=None)
     pr.add_argument("--scores", action="store_true", help="append each hypothesis's score (TAB-separated)")
     pr.add_argument("--attention", metavar="FILE", help="write every hypothesis's attention to FILE as JSON")
+    f = pr.add_argument_group("forecast runs")
+    f.add_argument("--data", help="CSV of past values (forecast runs read it instead of stdin)")
+    f.add_argument("--horizon", type=int, help="steps to forecast (default data.horizon)")
+    f.add_argument("--out", help="CSV to write (default stdout)")
+    f.add_argument("--plot", help="PNG of the first series: past, forecast, interval, true future")
+    f.add_argument("--holdout", action="store_true", help="hide the last horizon steps and draw them as the truth")
     _decoding_arguments(pr)
 
     sp = sub.add_parser("sample", help="new sequences from a variational run's prior, z ~ N(0, I)")
@@ -88,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     y.add_argument("--train", type=int, default=3000)
     y.add_argument("--seed", type=int, default=1)
     y.add_argument("--overwrite", action="store_true")
+    from seq2seq.forecast.cli import add_data_parsers
+
+    add_data_parsers(dsub)
     return p
 
 
@@ -119,6 +136,7 @@ def _decoding_overrides(args) -> dict:
 
 def _cmd_train(args) -> None:
     from seq2seq.config import load_config
+    from seq2seq.forecast.config import ForecastConfig
     from seq2seq.training import resume, train
 
     if args.resume:
@@ -130,7 +148,12 @@ def _cmd_train(args) -> None:
         raise Seq2SeqError("train needs a CONFIG file (or --resume RUN)")
     config = load_config(args.config, args.overrides)
     run = Path(args.run) if args.run else Path("runs") / config.name
-    train(config, run, overwrite=args.overwrite)
+    if isinstance(config, ForecastConfig):
+        from seq2seq.forecast.training import train_forecaster
+
+        train_forecaster(config, run, overwrite=args.overwrite)
+    else:
+        train(config, run, overwrite=args.overwrite)
     print(f"run saved in {run}", file=sys.stderr)
 
 
@@ -169,7 +192,13 @@ def _cmd_average(args) -> None:
 
 def _cmd_evaluate(args) -> None:
     from seq2seq.api import Seq2Seq
+    from seq2seq.forecast.cli import evaluate_command, is_forecast_run
 
+    if is_forecast_run(args.run):
+        evaluate_command(args)
+        return
+    if not args.data:
+        raise Seq2SeqError("evaluate needs --data FILE (a TSV: source<TAB>ref1[<TAB>ref2...])")
     model = Seq2Seq.load(args.run, args.checkpoint)
     results = model.evaluate(args.data, **_decoding_overrides(args))
     print(json.dumps(results, indent=1) if args.json else format_table(results))
@@ -178,7 +207,16 @@ def _cmd_evaluate(args) -> None:
 def _cmd_predict(args) -> None:
     from seq2seq.api import Seq2Seq
     from seq2seq.checkpoint import atomic_write_text
+    from seq2seq.forecast.cli import is_forecast_run, predict_command
 
+    if is_forecast_run(args.run):
+        predict_command(args)
+        return
+    given = [f"--{k}" for k in ("data", "horizon", "out", "plot") if getattr(args, k)] + \
+        (["--holdout"] if args.holdout else [])
+    if given:
+        raise Seq2SeqError(f"{', '.join(given)}: options of forecast runs; {args.run} is a text run "
+                           "(it reads sources from stdin)")
     model = Seq2Seq.load(args.run, args.checkpoint)
     overrides = _decoding_overrides(args)
     model.decode_options(**overrides)              # report a bad option before reading stdin
@@ -230,7 +268,11 @@ def _cmd_plot_attention(args) -> None:
 
 
 def _cmd_data(args) -> None:
-    if args.dataset == "cmudict":
+    if args.dataset in ("statsmodels", "sine"):
+        from seq2seq.forecast.cli import data_command
+
+        data_command(args)
+    elif args.dataset == "cmudict":
         from seq2seq.data.cmudict import build_cmudict_split, read_word_list
 
         exclude = read_word_list(args.exclude) if args.exclude else None

@@ -356,8 +356,8 @@ def _key_lines(text: str) -> dict[tuple, int]:
     return lines
 
 
-def _section_model(loc: tuple) -> Optional[type[BaseModel]]:
-    model: Any = Config
+def _section_model(loc: tuple, root: type[BaseModel]) -> Optional[type[BaseModel]]:
+    model: Any = root
     for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
@@ -366,7 +366,7 @@ def _section_model(loc: tuple) -> Optional[type[BaseModel]]:
     return model
 
 
-def _format_errors(err: ValidationError, source: str, lines: dict[tuple, int]) -> str:
+def _format_errors(err: ValidationError, source: str, lines: dict[tuple, int], root: type[BaseModel]) -> str:
     msgs = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if isinstance(p, str))
@@ -378,7 +378,7 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple, int]) -
                 break
         where = f"{source}:{line}" if line else source
         if e["type"] == "extra_forbidden":
-            section = _section_model(loc[:-1])
+            section = _section_model(loc[:-1], root)
             hint = ""
             if section is not None:
                 close = difflib.get_close_matches(loc[-1], list(section.model_fields), n=1, cutoff=0.5)
@@ -425,7 +425,7 @@ def apply_overrides(raw: dict, overrides: list[tuple[list[str], Any]]) -> dict:
 
 
 def config_from_dict(raw: Any, source: str = "config", text: str = "",
-                     overrides: Optional[list[str]] = None) -> Config:
+                     overrides: Optional[list[str]] = None, schema: type[BaseModel] = Config) -> Any:
     """Validate a raw config mapping.
 
     Args:
@@ -433,6 +433,8 @@ def config_from_dict(raw: Any, source: str = "config", text: str = "",
         source: a file name for messages.
         text: the YAML text, used to report line numbers.
         overrides: ``--set`` items applied before validation.
+        schema: the root model: :class:`Config` (text tasks) or
+            :class:`~seq2seq.forecast.config.ForecastConfig`.
 
     Raises:
         Seq2SeqError: naming the file, line and dotted key of each problem.
@@ -442,25 +444,29 @@ def config_from_dict(raw: Any, source: str = "config", text: str = "",
     parsed = parse_overrides(overrides or [])
     apply_overrides(raw, parsed)
     try:
-        return Config.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as err:
         lines = _key_lines(text)
         overridden = {tuple(p) for p, _ in parsed}
-        msg = _format_errors(err, source, lines)
+        msg = _format_errors(err, source, lines, schema)
         if any(tuple(e["loc"][:len(p)]) in overridden for e in err.errors() for p in overridden):
             msg += " (check the --set overrides)"
         raise Seq2SeqError(msg) from None
 
 
-def load_config(path: str | Path, overrides: Optional[list[str]] = None) -> Config:
+def load_config(path: str | Path, overrides: Optional[list[str]] = None, schema: Optional[type[BaseModel]] = None
+                ) -> Any:
     """Read, override and validate a YAML config file.
 
     Args:
         path: the YAML file.
         overrides: ``--set`` items such as ``"training.max_steps=500"``.
+        schema: the root model; by default chosen by the file's ``task`` key:
+            ``forecast`` -> :class:`~seq2seq.forecast.config.ForecastConfig`,
+            absent -> :class:`Config` (sequence-to-sequence text tasks).
 
     Returns:
-        The validated :class:`Config`.
+        The validated :class:`Config` (or ``schema``).
 
     Raises:
         Seq2SeqError: missing file, YAML syntax error (with line), or schema errors.
@@ -478,7 +484,13 @@ def load_config(path: str | Path, overrides: Optional[list[str]] = None) -> Conf
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise Seq2SeqError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
-    return config_from_dict(raw if raw is not None else {}, str(path), text, overrides)
+    raw = raw if raw is not None else {}
+    if schema is None:
+        schema = Config
+        if isinstance(raw, dict) and raw.get("task") == "forecast":
+            from seq2seq.forecast.config import ForecastConfig
+            schema = ForecastConfig
+    return config_from_dict(raw, str(path), text, overrides, schema)
 
 
 def dump_config(config: Config, path: str | Path) -> None:

@@ -10,13 +10,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_curves(records: list[dict], path: Path, metric: str) -> None:
-    """Draw training loss, validation loss and a validation metric against steps.
+def plot_curves(records: list[dict], path: Path, metric: str,
+                loss_label: str = "cross-entropy per token (nats)") -> None:
+    """Draw training loss, validation loss (log scale) and a validation metric against steps.
 
     Args:
         records: the rows of ``metrics.jsonl`` (``split`` = ``train`` or ``valid``).
         path: PNG to write.
         metric: the validation metric drawn on the right panel (e.g. ``wer``).
+        loss_label: the loss axis label.
     """
     train = [r for r in records if r.get("split") == "train"]
     valid = [r for r in records if r.get("split") == "valid"]
@@ -26,7 +28,7 @@ def plot_curves(records: list[dict], path: Path, metric: str) -> None:
     if valid:
         ax1.plot([r["step"] for r in valid], [r["loss"] for r in valid], "o-", label="valid loss", ms=3)
     ax1.set_xlabel("step")
-    ax1.set_ylabel("cross-entropy per token (nats)")
+    ax1.set_ylabel(loss_label)
     ax1.set_yscale("log")
     ax1.legend()
     ax1.grid(alpha=0.3)
@@ -34,7 +36,7 @@ def plot_curves(records: list[dict], path: Path, metric: str) -> None:
     if points:
         ax2.plot([r["step"] for r in points], [r[metric] for r in points], "o-", color="C2", ms=3)
     ax2.set_xlabel("step")
-    ax2.set_ylabel(f"valid {metric}" + (" (%)" if metric in ("wer", "per", "accuracy", "bleu", "chrf") else ""))
+    ax2.set_ylabel(f"valid {metric}" + (" (%)" if metric in ("wer", "per", "accuracy", "bleu", "chrf", "smape") else ""))
     ax2.grid(alpha=0.3)
     fig.tight_layout()
     _save(fig, path)
@@ -98,5 +100,33 @@ def plot_attention(weights, source_tokens: list[str], output_tokens: list[str], 
     if title:
         ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_forecast(past_times, past, future_times, forecast, path: Path, truth=None, lower=None, upper=None,
+                  title: str = "", label: str = "value") -> None:
+    """Draw one series' past, forecast, prediction interval and (when known) true future.
+
+    Args:
+        past_times: (T,) times (dates or numbers); past: (T,) values shown as history.
+        future_times: (H,) forecast times; forecast: (H,) point forecast.
+        truth: (H,) true future values, or None.
+        lower, upper: (H,) interval bounds, or None.
+        path: PNG to write (atomically).
+    """
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    ax.plot(past_times, past, color="0.3", lw=1, label="past")
+    if truth is not None:
+        ax.plot(future_times, truth, color="C0", lw=1.2, label="true future")
+    if lower is not None and upper is not None:
+        ax.fill_between(future_times, lower, upper, color="C1", alpha=0.25, lw=0, label="prediction interval")
+    ax.plot(future_times, forecast, color="C1", lw=1.6, label="forecast")
+    ax.axvline(future_times[0], color="0.6", ls=":", lw=1)
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    if title:
+        ax.set_title(title)
     fig.tight_layout()
     _save(fig, path)

@@ -102,7 +102,7 @@ def build_scheduler(cfg, optimizer: torch.optim.Optimizer):
         return None
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max" if HIGHER_IS_BETTER[cfg.early_stopping_metric] else "min",
+            optimizer, mode="max" if HIGHER_IS_BETTER.get(cfg.early_stopping_metric) else "min",
             factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_learning_rate)
     floor = cfg.min_learning_rate / cfg.learning_rate
     warmup = cfg.warmup_steps

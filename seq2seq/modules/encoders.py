@@ -45,13 +45,17 @@ class RNNEncoder(nn.Module):
         bidirectional: read left-to-right and right-to-left, concatenating (2H).
         dropout: on the embeddings and between layers.
         pad_id: padding id (its embedding is zero and never trained).
+        embedding: a module to use in place of the token embedding, mapping
+            ``src`` to (batch, src_len, embedding_size): e.g. ``nn.Linear(F, E)``
+            over continuous inputs (batch, src_len, F) for forecasting.
     """
 
     def __init__(self, vocab_size: int, cell: str, embedding_size: int, hidden_size: int,
                  layers: int = 1, bidirectional: bool = True, dropout: float = 0.0,
-                 pad_id: int = 0):
+                 pad_id: int = 0, embedding: nn.Module | None = None):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_id)
+        self.embedding = embedding if embedding is not None else nn.Embedding(vocab_size, embedding_size,
+                                                                              padding_idx=pad_id)
         self.dropout = Dropout(dropout)
         self.rnn = make_rnn(cell, embedding_size, hidden_size, layers, dropout, bidirectional)
         self.cell = cell
@@ -70,15 +74,16 @@ class RNNEncoder(nn.Module):
         """Encode a padded batch.
 
         Args:
-            src: (batch, src_len) source ids.
+            src: (batch, src_len) source ids, or (batch, src_len, F) inputs of an
+                ``embedding`` module given at construction.
             src_lengths: (batch,) true lengths (>= 1).
             src_mask: (batch, src_len) True on real tokens.
 
         Returns:
             :class:`EncoderOutput` with outputs (batch, src_len, dirs * H).
         """
-        if src.dim() != 2 or src_lengths.shape != src.shape[:1]:
-            raise ValueError(f"src must be (batch, src_len) with lengths (batch,); got {tuple(src.shape)}, "
+        if src.dim() not in (2, 3) or src_lengths.shape != src.shape[:1]:
+            raise ValueError(f"src must be (batch, src_len[, F]) with lengths (batch,); got {tuple(src.shape)}, "
                              f"{tuple(src_lengths.shape)}")
         emb = self.dropout(self.embedding(src))
         lengths = src_lengths.cpu()
