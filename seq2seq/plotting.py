@@ -121,7 +121,7 @@ def plot_forecast(past_times, past, future_times, forecast, path: Path, truth=No
         ax.plot(future_times, truth, color="C0", lw=1.2, label="true future")
     if lower is not None and upper is not None:
         ax.fill_between(future_times, lower, upper, color="C1", alpha=0.25, lw=0, label="prediction interval")
-    ax.plot(future_times, forecast, color="C1", lw=1.6, label="forecast")
+    ax.plot(future_times, forecast, color="C1", lw=1.6, ls="--", label="forecast")
     ax.axvline(future_times[0], color="0.6", ls=":", lw=1)
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)

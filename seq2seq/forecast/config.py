@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from seq2seq.config import AttentionType, Cell, TrainingConfig, _Section
 
@@ -120,13 +120,12 @@ class ForecastModelConfig(_Section):
     window_normalization: bool = True
     quantiles: list[float] = []
 
-    @model_validator(mode="after")
-    def _check(self) -> "ForecastModelConfig":
-        if any(not 0.0 < q < 1.0 for q in self.quantiles):
+    @field_validator("quantiles")
+    @classmethod
+    def _levels(cls, levels: list[float]) -> list[float]:
+        if any(not 0.0 < q < 1.0 for q in levels):
             raise ValueError("quantiles must lie strictly between 0 and 1")
-        if self.quantiles:
-            self.quantiles = sorted(set(self.quantiles) | {0.5})
-        return self
+        return sorted(set(levels) | {0.5}) if levels else []
 
 
 # Keys of the text training section that mean nothing for regression.

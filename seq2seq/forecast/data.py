@@ -276,7 +276,7 @@ def calendar_features(times: np.ndarray, names: Sequence[str], where: str = "dat
         raise Seq2SeqError(f"{where}: data.calendar needs dates in the time column (got numbers)")
     idx = pd.DatetimeIndex(times)
     cycles = {"month": (idx.month - 1, 12.0), "week": (idx.isocalendar().week.to_numpy() - 1, 52.18),
-              "dayofweek": (idx.dayofweek, 7.0), "dayofyear": (idx.dayofyear - 1, 365.25), "hour": (idx.hour, 24.0)}
+              "dayofweek": (idx.day_of_week, 7.0), "dayofyear": (idx.day_of_year - 1, 365.25), "hour": (idx.hour, 24.0)}
     cols = []
     for name in names:
         value, period = cycles[name]
@@ -304,7 +304,7 @@ def future_times(times: np.ndarray, steps: int) -> np.ndarray:
         step = times[-1] - times[-2]
         return times[-1] + step * np.arange(1, steps + 1)
     idx = pd.DatetimeIndex(times[-min(len(times), 30):])
-    freq = pd.infer_freq(idx) if len(idx) >= 3 else None
+    freq = pd.DatetimeIndex(idx, freq="infer").freq if len(idx) >= 3 else None
     if freq is None:
         return (times[-1] + (times[-1] - times[-2]) * np.arange(1, steps + 1)).astype("datetime64[ns]")
     return pd.date_range(idx[-1], periods=steps + 1, freq=freq)[1:].to_numpy(dtype="datetime64[ns]")
