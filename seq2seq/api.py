@@ -78,7 +78,7 @@ class Seq2Seq:
             raise Seq2SeqError(f"{run_dir}: not a run directory (no config.yaml)")
         if checkpoint not in CHECKPOINTS:
             raise Seq2SeqError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
-        config = load_config(run_dir / "config.yaml")
+        config = load_config(run_dir / "config.yaml", schema=Config)
         corpus = Corpus.load(config.data, run_dir, copy=config.model.decoder.copy_attention)
         stem = run_dir / "checkpoints" / checkpoint
         if checkpoint == "best" and not stem.with_suffix(".json").exists():

@@ -485,9 +485,13 @@ def load_config(path: str | Path, overrides: Optional[list[str]] = None, schema:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise Seq2SeqError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
     raw = raw if raw is not None else {}
+    forecast = isinstance(raw, dict) and raw.get("task") == "forecast"
+    if schema is Config and forecast:
+        raise Seq2SeqError(f"{path}: a forecast config (task: forecast): text-task commands (--resume, sample, "
+                           "Seq2Seq.load) do not apply; use seq2seq evaluate / predict or seq2seq.forecast.Forecaster")
     if schema is None:
         schema = Config
-        if isinstance(raw, dict) and raw.get("task") == "forecast":
+        if forecast:
             from seq2seq.forecast.config import ForecastConfig
             schema = ForecastConfig
     return config_from_dict(raw, str(path), text, overrides, schema)

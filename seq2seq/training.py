@@ -539,7 +539,7 @@ def resume(run_dir: str | Path, overrides: Optional[list[str]] = None) -> Path:
         if not item.startswith(RESUMABLE_SECTIONS):
             raise Seq2SeqError(f"--set {item}: a resumed run can only change "
                                f"{', '.join(s + '*' for s in RESUMABLE_SECTIONS)}")
-    config = load_config(run_dir / "config.yaml", overrides)
+    config = load_config(run_dir / "config.yaml", overrides, schema=Config)
     d = config.data
     corpus = Corpus.load(d, run_dir, copy=config.model.decoder.copy_attention)
     train_ex = read_tsv(d.train, autoencoder=d.autoencoder)

@@ -249,12 +249,14 @@ def yaml_config(csv):
 
 
 @pytest.mark.slow
-def test_a_tiny_model_learns_a_noiseless_sine(tmp_path):
+@pytest.mark.parametrize("teacher_forcing", [{}, {"schedule": "linear", "start": 1.0, "end": 0.5, "steps": 300}])
+def test_a_tiny_model_learns_a_noiseless_sine(tmp_path, teacher_forcing):
+    """With teacher forcing, and with scheduled sampling down to eps = 0.5."""
     from seq2seq.forecast.api import Forecaster
 
     csv = tmp_path / "sine.csv"
     sine_csv(csv, series=10, length=300, seed=3)
-    run = train_forecaster(sine_config(tmp_path, csv), tmp_path / "run")
+    run = train_forecaster(sine_config(tmp_path, csv, teacher_forcing=teacher_forcing), tmp_path / "run")
     report = Forecaster.load(run).evaluate()
     variance = 0.5                                                   # of sin / cos over whole periods
     assert report["model"]["rmse"] ** 2 < 0.02 * variance
@@ -293,6 +295,8 @@ def test_cli_data_train_evaluate_predict(tmp_path):
     assert (tmp_path / "fc.png").stat().st_size > 1000
     r = cli("predict", tmp_path / "run", cwd=tmp_path)
     assert r.returncode == 2 and "needs --data" in r.stderr
+    r = cli("train", "--resume", tmp_path / "run", cwd=tmp_path)
+    assert r.returncode == 2 and "a forecast config (task: forecast)" in r.stderr
     bad = tmp_path / "bad.csv"
     bad.write_text("id,time,sin,cos\na,1,0.5,x\n")
     r = cli("predict", tmp_path / "run", "--data", bad, cwd=tmp_path)
@@ -309,3 +313,24 @@ def test_statsmodels_datasets_have_a_time_axis(tmp_path):
     assert statsmodels_frame("sunspots").time.iloc[-1] == 2008
     with pytest.raises(Seq2SeqError, match="no dataset 'nope'"):
         statsmodels_frame("nope")
+
+
+def test_predict_from_a_frame_or_a_csv_continues_the_calendar(tmp_path):
+    """Dates in a DataFrame (datetime64) and in a CSV (text) give the same forecast,
+    and the forecast times continue the monthly axis."""
+    from seq2seq.forecast.api import Forecaster
+
+    times = pd.date_range("2000-01-01", periods=90, freq="MS")
+    frame = pd.DataFrame({"time": times, "y": np.sin(np.arange(90) * 2 * np.pi / 12) + 10})
+    csv = tmp_path / "m.csv"
+    frame.to_csv(csv, index=False)
+    raw = {"task": "forecast", "data": {"path": str(csv), "value_columns": ["y"], "input_len": 12, "horizon": 6,
+                                        "valid_size": 12, "test_size": 12, "calendar": ["month"], "season": 12},
+           "training": {"max_steps": 5, "validate_every": 5, "progress_bar": False}}
+    run = train_forecaster(config_from_dict(raw, schema=ForecastConfig), tmp_path / "run")
+    f = Forecaster.load(run)
+    a, b = f.predict(frame, horizon=8), f.predict(csv, horizon=8)
+    assert a.time.dt.strftime("%Y-%m-%d").tolist()[:2] == ["2007-07-01", "2007-08-01"]
+    assert np.allclose(a.y, b.y) and len(a) == 8
+    with pytest.raises(Seq2SeqError, match="history has 5 steps; the model reads input_len = 12"):
+        f.predict(frame.iloc[:5])

@@ -106,7 +106,9 @@ def series_from_frame(frame, time_column: str, value_columns: Sequence[str], id_
                            f"{raw_values.iat[row, col]!r} is not a number")
     raw_times = frame[time_column]
     numeric_times = pd.to_numeric(raw_times, errors="coerce")
-    if numeric_times.notna().all():
+    if pd.api.types.is_datetime64_any_dtype(raw_times):
+        times = raw_times.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    elif numeric_times.notna().all():
         times = numeric_times.to_numpy(dtype=np.float64)
     else:
         if pd.api.types.is_numeric_dtype(raw_times):
@@ -117,8 +119,7 @@ def series_from_frame(frame, time_column: str, value_columns: Sequence[str], id_
             row = int(np.argmax(parsed.isna().to_numpy()))
             raise Seq2SeqError(f"{where}:{lines[row]}: column '{time_column}': {raw_times.iat[row]!r} is neither "
                                "a date nor a number")
-        times = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]") if parsed.dt.tz is not None \
-            else parsed.to_numpy(dtype="datetime64[ns]")
+        times = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
     ids = frame[id_column].astype(str).to_numpy() if id_column else np.full(len(frame), "")
     out = []
     for sid in dict.fromkeys(ids):                       # first-seen order
