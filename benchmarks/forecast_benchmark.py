@@ -2,15 +2,18 @@
 naive, ETS and Theta on three real series from statsmodels.
 
 For each of co2 (weekly, horizon 52), sunspots (yearly, horizon 11) and elnino
-(monthly, horizon 12) it writes the CSV (``seq2seq data statsmodels``), trains
+(monthly, horizon 12) -- and the seed's sine + cosine toy (``--datasets sine``,
+20 series, horizon 10; its test MSE is printed next to the signals' variance,
+0.5) -- it writes the CSV (``seq2seq data statsmodels`` / ``seq2seq data sine``), trains
 ``configs/forecast_<name>.yaml`` (its ``training.max_minutes`` budget, early
 stopping on validation MAE), and scores model and baselines by rolling origin
 on the test part (the config's ``evaluation.origin_stride``).  It prints MASE and
 sMAPE per method with the network's training time, writes a JSON report and the
-co2 forecast plot of the last test year.
+co2 forecast plot of the last test year (and the sine one with ``--sine-plot``).
 
     python benchmarks/forecast_benchmark.py [--datasets co2 sunspots elnino] [--threads 2]
         [--seeds 1] [--json benchmarks/results/forecast_benchmark.json] [--plot benchmarks/results/forecast_co2.png]
+        [--sine-plot benchmarks/results/forecast_sine.png]
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE.parent / "configs"
-COLUMNS = {"co2": "co2", "sunspots": "SUNACTIVITY", "elnino": "value"}
+COLUMNS = {"co2": "co2", "sunspots": "SUNACTIVITY", "elnino": "value", "sine": "sin"}
 METHODS = ("model", "naive", "seasonal_naive", "ets", "theta")
 
 
@@ -34,12 +37,12 @@ def run_dataset(name: str, work: Path, threads: int, seed: int, overrides: list[
     """Train and evaluate one dataset; returns the rolling-origin report plus timing."""
     from seq2seq.config import load_config
     from seq2seq.forecast.api import Forecaster
-    from seq2seq.forecast.datasets import statsmodels_csv
+    from seq2seq.forecast.datasets import sine_csv, statsmodels_csv
     from seq2seq.forecast.training import train_forecaster
 
     csv = work / f"{name}.csv"
     if not csv.exists():
-        statsmodels_csv(name, csv)
+        sine_csv(csv) if name == "sine" else statsmodels_csv(name, csv)
     config = load_config(CONFIGS / f"forecast_{name}.yaml",
                          [f"data.path={csv}", f"training.num_threads={threads}", f"seed={seed}", *overrides])
     run = work / f"run_{name}_{seed}"
@@ -72,25 +75,26 @@ def table(results: dict) -> str:
     return "\n".join(rows)
 
 
-def plot_co2(run: str, csv: Path, out: Path) -> None:
-    """The co2 model's forecast of the last year, with the true values."""
+def plot_last_horizon(run: str, csv: Path, horizon: int, out: Path) -> None:
+    """A model's forecast of the last ``horizon`` steps of the first series, with the true values."""
     from seq2seq.forecast.cli import predict_command
 
-    args = argparse.Namespace(run=run, checkpoint="best", data=str(csv), horizon=52, out=str(out.with_suffix(".csv")),
-                              plot=str(out), holdout=True)
+    args = argparse.Namespace(run=run, checkpoint="best", data=str(csv), horizon=horizon,
+                              out=str(out.with_suffix(".csv")), plot=str(out), holdout=True)
     predict_command(args)
     out.with_suffix(".csv").unlink()
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", nargs="+", default=list(COLUMNS), choices=list(COLUMNS))
+    p.add_argument("--datasets", nargs="+", default=["co2", "sunspots", "elnino"], choices=list(COLUMNS))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seeds", type=int, nargs="+", default=[1], help="one run per seed; the table averages them")
     p.add_argument("--set", nargs="*", default=[], dest="overrides", help="config overrides for every dataset")
     p.add_argument("--work", help="folder for CSVs and runs (default: a temporary one)")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--plot", help="PNG of the co2 forecast of the last test year")
+    p.add_argument("--sine-plot", help="PNG of the sine forecast of the last 10 steps")
     args = p.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="forecast_bench_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -108,11 +112,15 @@ def main() -> None:
         print(f"[{name}] model MASE {merged['model']['mase']:.3f}; best baseline "
               f"{min(merged[m]['mase'] for m in METHODS[1:] if m in merged):.3f}", file=sys.stderr)
     print(table(results))
+    if "sine" in results:
+        print(f"sine + cosine: test MSE {results['sine']['model']['rmse'] ** 2:.2e} (series variance 0.5)")
     if args.json:
         Path(args.json).write_text(json.dumps({"threads": args.threads, "seeds": args.seeds, "results": results,
                                                "per_seed": per_seed}, indent=1) + "\n")
     if args.plot and "co2" in per_seed:
-        plot_co2(per_seed["co2"][0]["run"], work / "co2.csv", Path(args.plot))
+        plot_last_horizon(per_seed["co2"][0]["run"], work / "co2.csv", 52, Path(args.plot))
+    if args.sine_plot and "sine" in per_seed:
+        plot_last_horizon(per_seed["sine"][0]["run"], work / "sine.csv", 10, Path(args.sine_plot))
 
 
 if __name__ == "__main__":
