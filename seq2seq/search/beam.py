@@ -121,20 +121,21 @@ def beam_search(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeOp
     use_coverage = options.coverage_penalty > 0
 
     alive = torch.arange(bsz, device=device)                                # active sentence -> batch row
-    state = state.reorder(alive.repeat_interleave(k), beam=k)
-    scores = torch.full((bsz, k), NEG_INF, device=device)
-    scores[:, 0] = 0.0                                                      # one open hypothesis at the start
-    history = torch.zeros(bsz * k, 0, dtype=torch.long, device=device)       # (A*K, t)
-    attn_history = torch.zeros(bsz * k, 0, src_len, device=device) if want_attention else None
-    coverage = torch.zeros(bsz * k, src_len, device=device) if use_coverage else None
-    prev = torch.full((bsz * k,), bos_id, dtype=torch.long, device=device)
+    # Open rows per sentence: the first step extends the one start hypothesis (W = 1),
+    # so the decoder runs B rows, not B*K copies of it; every later step runs W = K.
+    width = 1
+    scores = torch.zeros(bsz, width, device=device)
+    history = torch.zeros(bsz * width, 0, dtype=torch.long, device=device)   # (A*W, t)
+    attn_history = torch.zeros(bsz * width, 0, src_len, device=device) if want_attention else None
+    coverage = torch.zeros(bsz * width, src_len, device=device) if use_coverage else None
+    prev = torch.full((bsz * width,), bos_id, dtype=torch.long, device=device)
     finished = _Finished(bsz, nbest, max_steps, src_len, want_attention, device)
     results: list[Optional[list[Hypothesis]]] = [None] * bsz
 
     for t in range(max_steps):
         n_alive = alive.numel()
         logits, state, weights = model.decoder.step(prev, state)
-        logp = torch.log_softmax(logits.float(), dim=-1)                    # (A*K, V)
+        logp = torch.log_softmax(logits.float(), dim=-1)                    # (A*W, V)
         forbid_early_eos(logp, t, options, eos_id)
         if options.no_repeat_ngram:
             block_repeated_ngrams(logp, history, options.no_repeat_ngram)
@@ -144,12 +145,16 @@ def beam_search(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeOp
             coverage = coverage + weights.float()
         vocab = logp.size(1)
 
-        # Best 2K extensions of the K open hypotheses of each sentence.
-        cand = (scores.unsqueeze(2) + logp.view(n_alive, k, vocab)).view(n_alive, k * vocab)
-        n_cand = min(2 * k, k * vocab)
+        # Best 2K extensions of the W open hypotheses of each sentence.
+        cand = (scores.unsqueeze(2) + logp.view(n_alive, width, vocab)).view(n_alive, width * vocab)
+        n_cand = min(2 * k, width * vocab)
         top_scores, top_index = cand.topk(n_cand, dim=1)                    # (A, 2K), best first
+        if n_cand < k:                      # fewer extensions than beams: pad with dead (-inf) ones
+            top_scores = F.pad(top_scores, (0, k - n_cand), value=NEG_INF)
+            top_index = F.pad(top_index, (0, k - n_cand))
+            n_cand = k
         top_beam, top_token = top_index // vocab, top_index % vocab
-        parent = top_beam + (torch.arange(n_alive, device=device) * k).unsqueeze(1)   # rows of A*K
+        parent = top_beam + (torch.arange(n_alive, device=device) * width).unsqueeze(1)   # rows of A*W
         cap = cap_all[alive]
         at_cap = (t + 1 >= cap).unsqueeze(1)
         ending = ((top_token == eos_id) | at_cap) & (top_scores > NEG_INF)
@@ -193,7 +198,8 @@ def beam_search(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeOp
             new_scores, new_parent, new_token = new_scores[keep], new_parent[keep], new_token[keep]
 
         rows = new_parent.reshape(-1)                                       # (A' * K,)
-        state = state.reorder(rows)
+        state = state.reorder(rows, beam=k)
+        width = k
         history = torch.cat([history[rows], new_token.reshape(-1, 1)], 1)
         if want_attention:
             attn_history = torch.cat([attn_history[rows], weights.float()[rows].unsqueeze(1)], 1)
