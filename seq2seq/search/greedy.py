@@ -40,7 +40,12 @@ def _rows_to_hypotheses(out: Tensor, logp_sum: Tensor, cap: Tensor, eos_id: int,
 
 def _decode_rows(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeOptions, repeats: int,
                  pick: Callable[[Tensor], Tensor]) -> NBest:
-    """The shared loop: ``pick(logp) -> (rows,)`` chooses each row's next token."""
+    """The shared loop: ``pick(logp) -> (rows,)`` chooses each row's next token.
+
+    Rows that have stopped leave the decoder's batch once they are at least an
+    eighth of it (the state is reordered then, not at every step), so long
+    outputs do not make the short ones pay for their steps.
+    """
     state = start_state(model, batch)
     bsz, device = batch.src.size(0), batch.src.device
     src_lengths = batch.src_lengths.to(device)
@@ -50,27 +55,34 @@ def _decode_rows(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeO
     rows = bsz * repeats
     cap = length_caps(src_lengths, options)
     steps = int(cap.max())
-    prev = torch.full((rows,), bos_id, dtype=torch.long, device=device)
     out = torch.full((rows, steps), eos_id, dtype=torch.long, device=device)
     logp_sum = torch.zeros(rows, device=device)
-    finished = torch.zeros(rows, dtype=torch.bool, device=device)
-    attn = []
+    attention = None
+    active = torch.arange(rows, device=device)             # decoder row -> output row
+    prev = torch.full((rows,), bos_id, dtype=torch.long, device=device)
+    finished = torch.zeros(rows, dtype=torch.bool, device=device)   # per decoder row
     for t in range(steps):
         logits, state, weights = model.decoder.step(prev, state)
         logp = torch.log_softmax(logits.float(), dim=-1)
         forbid_early_eos(logp, t, options, eos_id)
         if options.no_repeat_ngram:
-            block_repeated_ngrams(logp, out[:, :t], options.no_repeat_ngram)
+            block_repeated_ngrams(logp, out[active, :t], options.no_repeat_ngram)
         tok = pick(logp).masked_fill(finished, eos_id)
-        logp_sum += logp.gather(1, tok.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
-        out[:, t] = tok
+        out[active, t] = tok
+        logp_sum[active] += logp.gather(1, tok.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
         if options.return_attention and weights is not None:
-            attn.append(weights)
-        finished |= (tok == eos_id) | (t + 1 >= cap)
-        prev = tok
-        if bool(finished.all()):
+            if attention is None:
+                attention = weights.new_zeros(rows, steps, weights.size(1))
+            attention[active, t] = weights
+        finished |= (tok == eos_id) | (t + 1 >= cap[active])
+        done = int(finished.sum())
+        if done == finished.numel():
             break
-    attention = torch.stack(attn, dim=1) if attn else None
+        prev = tok
+        if 8 * done >= finished.numel():                    # drop the stopped rows
+            keep = (~finished).nonzero().squeeze(1)
+            state = state.reorder(keep, beam=1)
+            active, prev, finished = active[keep], prev[keep], finished[keep]
     hyps = _rows_to_hypotheses(out, logp_sum.cpu(), cap, eos_id, src_lengths.cpu(), attention)
     nbest = [hyps[b * repeats:(b + 1) * repeats] for b in range(bsz)]
     return [sorted(h, key=lambda x: -x.score) for h in nbest]
