@@ -35,8 +35,8 @@ def format_report(report: dict) -> str:
     methods = [k for k, v in report.items() if isinstance(v, dict)]
     metrics = list(report["model"])
     head = f"{'':<16}" + "".join(f"{m:>10}" for m in metrics)
-    rows = [f"{name:<16}" + "".join(f"{report[name].get(m, float('nan')):>10.4g}" for m in metrics)
-            for name in methods]
+    cell = lambda v: f"{v:>10.4g}" if v is not None else f"{'-':>10}"  # noqa: E731
+    rows = [f"{name:<16}" + "".join(cell(report[name].get(m)) for m in metrics) for name in methods]
     note = f"{report['origins']} origins x horizon {report['horizon']} over {report['series']} series"
     return "\n".join([note, head, *rows])
 
