@@ -2,6 +2,8 @@
 
     seq2seq data cmudict --out data/cmudict [--stress strip] [--exclude WORDS]
     seq2seq data toy --task reverse --out data/toy_reverse
+    seq2seq data bible --out data/bible_en_es [--direction en-es|es-en] [--cache DIR] [--modules DIR]
+        [--valid-books BOOK ...] [--test-books BOOK ...]     (SWORD modules from Debian's packages)
     seq2seq train CONFIG [--run RUN] [--set KEY=VALUE ...] [--overwrite]
     seq2seq train --resume RUN [--set training.max_steps=...]
     seq2seq evaluate RUN --data FILE [--json] [--checkpoint best|last|averaged] [decoding options]
@@ -13,7 +15,8 @@
 Decoding options (predict and evaluate; default: the run's ``decoding`` section):
 --beam N, --nbest N, --length-penalty A, --length-normalization gnmt|average,
 --coverage-penalty B, --min-len N, --max-len N, --no-repeat-ngram N, and
---sample with --temperature T, --top-k K, --top-p P, --num-samples N, --seed S.
+--sample with --temperature T, --top-k K, --top-p P, --num-samples N, --seed S;
+--replace-unk (each ``<unk>`` output becomes its most attended source token).
 
 User errors print one line ``seq2seq: error: ...`` and exit with status 2.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -88,6 +92,15 @@ def _parser() -> argparse.ArgumentParser:
     y.add_argument("--train", type=int, default=3000)
     y.add_argument("--seed", type=int, default=1)
     y.add_argument("--overwrite", action="store_true")
+    b = dsub.add_parser("bible", help="English-Spanish verse pairs from the SWORD Bible modules (Debian packages)")
+    b.add_argument("--out", required=True)
+    b.add_argument("--cache", default=str(Path.home() / ".cache" / "seq2seq" / "sword"),
+                   help="where the .deb files are downloaded and unpacked (default ~/.cache/seq2seq/sword)")
+    b.add_argument("--modules", help="a SWORD data folder (with mods.d/) already holding both modules: no download")
+    b.add_argument("--direction", default="en-es", choices=["en-es", "es-en"])
+    b.add_argument("--valid-books", nargs="+", default=None, metavar="BOOK", help="OSIS names (default Ruth Jonah Phil Titus)")
+    b.add_argument("--test-books", nargs="+", default=None, metavar="BOOK", help="OSIS names (default Josh Eccl Gal 1John)")
+    b.add_argument("--overwrite", action="store_true")
     return p
 
 
@@ -106,6 +119,8 @@ def _decoding_arguments(p: argparse.ArgumentParser) -> None:
     for flag, field, kind in _DECODING_FLAGS:
         g.add_argument(flag, dest=f"dec_{field}", type=kind, default=None, metavar=field.split("_")[-1].upper())
     g.add_argument("--sample", action="store_true", help="sample instead of searching")
+    g.add_argument("--replace-unk", action="store_true",
+                   help="replace each <unk> output by its most attended source token (Luong et al. 2015)")
 
 
 def _decoding_overrides(args) -> dict:
@@ -114,6 +129,8 @@ def _decoding_overrides(args) -> dict:
            if getattr(args, f"dec_{field}") is not None}
     if args.sample:
         out["strategy"] = "sample"
+    if args.replace_unk:
+        out["replace_unk"] = True
     return out
 
 
@@ -237,6 +254,12 @@ def _cmd_data(args) -> None:
         counts = build_cmudict_split(args.out, args.stress, exclude, args.valid_fraction, args.test_fraction,
                                      args.seed, args.overwrite)
         print(f"wrote {args.out}/{{train,valid,test}}.tsv: {counts}", file=sys.stderr)
+    elif args.dataset == "bible":
+        from seq2seq.data.bible import TEST_BOOKS, VALID_BOOKS, build_bible_split
+
+        counts = build_bible_split(args.out, args.cache, args.direction, args.modules,
+                                   args.valid_books or VALID_BOOKS, args.test_books or TEST_BOOKS, args.overwrite)
+        print(f"wrote {args.out}/{{train,valid,test}}.tsv and books.json: {counts} verse pairs", file=sys.stderr)
     else:
         from seq2seq.data.toy import write_toy_task
 
@@ -247,6 +270,7 @@ def _cmd_data(args) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
     args = _parser().parse_args(argv)
+    warnings.formatwarning = lambda message, *_, **__: f"seq2seq: warning: {message}\n"
     handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "data": _cmd_data,
                 "plot-attention": _cmd_plot_attention, "average": _cmd_average, "sample": _cmd_sample}
     try:
