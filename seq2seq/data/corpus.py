@@ -103,8 +103,8 @@ class Corpus:
             Seq2SeqError: a missing or unreadable vocabulary or model file.
         """
         files = _sentencepiece_files(cfg)
-        toks = [SentencePieceTokenizer.load(run_dir / files[side], cfg.lowercase) if side in files
-                else build_tokenizer(name, cfg.lowercase)
+        models = {name: SentencePieceTokenizer.load(run_dir / name, cfg.lowercase) for name in set(files.values())}
+        toks = [models[files[side]] if side in files else build_tokenizer(name, cfg.lowercase)
                 for side, name in (("src", cfg.src_tokenizer), ("tgt", cfg.tgt_tokenizer))]
         return cls(toks[0], toks[1], Vocabulary.load(run_dir / "src_vocab.txt"),
                    Vocabulary.load(run_dir / "tgt_vocab.txt"), copy)
