@@ -217,6 +217,7 @@ class Trainer:
         self.kl_sum, self.kl_sentences = 0.0, 0
         self.records: list[dict] = []
         self.ckpt_dir = run_dir / "checkpoints"
+        self._signatures_shown: set[str] = set()
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, name: str) -> None:
@@ -287,6 +288,9 @@ class Trainer:
                   "lr": self.optimizer.param_groups[0]["lr"], "best": improved})
         shown = " ".join(f"{k}={v:.2f}" for k, v in results.items() if isinstance(v, float))
         self._print(f"[valid] step {st.step} {shown}{' *best*' if improved else ''}")
+        for key in sorted(k for k in results if k.endswith("_signature") and k not in self._signatures_shown):
+            self._print(f"[valid] sacrebleu {key.removesuffix('_signature')} signature: {results[key]}")
+            self._signatures_shown.add(key)       # also in every validation row of metrics.jsonl
         self._keep_step_checkpoint()
         p = self.config.training.patience
         if p is not None and st.bad_validations >= p:
