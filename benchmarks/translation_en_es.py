@@ -57,7 +57,7 @@ def main() -> None:
     results = {
         "config": args.config, "run": str(run), "overrides": args.overrides, "test": test,
         "threads": args.threads, "parameters": model.model.num_parameters(),
-        "training": {"steps": records[-1]["step"], "epochs": records[-1]["epoch"],
+        "training": {"steps": records[-1]["step"], "epochs_started": records[-1]["epoch"] + 1,
                      "minutes": round(trained[-1]["elapsed_s"] / 60, 1) if trained else None,
                      "precision": model.config.training.precision, "num_threads": model.config.training.num_threads,
                      "best_valid_bleu": best and best["bleu"], "best_step": best and best["step"]},
