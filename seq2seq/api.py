@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -21,7 +23,7 @@ from seq2seq.data.tsv import read_tsv
 from seq2seq.errors import Seq2SeqError
 from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.search import DecodeOptions, decode_dataset
-from seq2seq.training import evaluate_split, resolve_device
+from seq2seq.training import evaluate_split, evaluation_split, resolve_device
 
 
 CHECKPOINTS = ("best", "last", "averaged")
@@ -105,7 +107,11 @@ class Seq2Seq:
         if unknown:
             raise Seq2SeqError(f"unknown decoding option(s) {unknown}; valid: "
                                f"{sorted(DecodeOptions.__dataclass_fields__)}")
-        return self.config.decoding.options(**overrides)
+        opts = self.config.decoding.options(**overrides)
+        dec = self.config.model.decoder
+        if opts.replace_unk and dec.type == "rnn" and dec.attention == "none":
+            raise Seq2SeqError("replacing <unk> (--replace-unk) reads the attention weights; this model has none")
+        return opts
 
     def predict(self, sources: list[str], batch_size: Optional[int] = None, *, beam: Optional[int] = None,
                 with_scores: bool = False, return_attention: bool = False, **options
@@ -113,7 +119,11 @@ class Seq2Seq:
         """Decode each source text.
 
         Empty or whitespace-only sources give empty outputs, so outputs stay
-        aligned with inputs.
+        aligned with inputs.  A source longer than ``data.max_src_len`` tokens
+        follows ``data.long_source``: ``truncate`` (decoded from its first
+        max_src_len tokens), ``drop`` (an empty output, with a warning) or
+        ``reject`` (Seq2SeqError).  With ``replace_unk=True`` each ``<unk>`` output
+        becomes its most attended source token (Luong et al. 2015).
 
         Args:
             sources: source texts.
@@ -132,21 +142,37 @@ class Seq2Seq:
             best first (``nbest`` of them, or ``num_samples`` when sampling).
 
         Raises:
-            Seq2SeqError: an unknown or invalid decoding option.
+            Seq2SeqError: an unknown or invalid decoding option, or a long source
+                under ``long_source: reject`` (naming its 1-based position).
         """
         opts = self.decode_options(beam=beam, return_attention=return_attention, **options)
+        if opts.replace_unk:
+            opts = dataclasses.replace(opts, return_attention=True)
+        d = self.config.data
         src_tokens = [self.corpus.src_tokenizer.encode(s) for s in sources]
         keep = [i for i, t in enumerate(src_tokens) if t]
+        if d.max_src_len and d.long_source == "drop":
+            long = [i for i in keep if len(src_tokens[i]) > d.max_src_len]
+            if long:
+                warnings.warn(f"{len(long)} source(s) longer than data.max_src_len={d.max_src_len} tokens get empty "
+                              f"outputs (data.long_source: drop), the first on input line {long[0] + 1}",
+                              stacklevel=2)
+                keep = [i for i in keep if len(src_tokens[i]) <= d.max_src_len]
         nbest: list[list[Prediction]] = [[Prediction("", [], 0.0, 0.0, None, [])] for _ in sources]
         if keep:
-            split = self.corpus.sources([sources[i] for i in keep])
+            split = self.corpus.sources([sources[i] for i in keep], [i + 1 for i in keep], d.max_src_len,
+                                        d.long_source)
             v = self.corpus.tgt_vocab
             hyps = decode_dataset(self.model, split.dataset, v.bos_id, v.eos_id,
                                   batch_size or self.config.decoding.batch_size, opts, self.device)
             oovs = split.oovs or [None] * len(keep)
             for j, i in enumerate(keep):
-                nbest[i] = [Prediction(self.corpus.detokenize(h.tokens, oovs[j]), v.decode(h.tokens, oovs[j]),
-                                       h.score, h.log_prob, h.attention, src_tokens[i]) for h in hyps[j]]
+                src = split.source_tokens[j]
+                nbest[i] = []
+                for h in hyps[j]:
+                    tokens = self.corpus.output_tokens(h, src, oovs[j], opts.replace_unk)
+                    nbest[i].append(Prediction(self.corpus.tgt_tokenizer.decode(tokens), tokens, h.score,
+                                               h.log_prob, h.attention, src))
         plain = not (with_scores or return_attention) and max(len(p) for p in nbest) <= 1
         return [p[0].text for p in nbest] if plain else nbest
 
@@ -206,7 +232,7 @@ class Seq2Seq:
         """
         opts = self.decode_options(beam=beam, **options)
         examples = read_tsv(path, multi_reference=True, autoencoder=self.config.data.autoencoder)
-        split = self.corpus.split(examples)
+        split = evaluation_split(self.corpus, self.config.data, examples, str(path))
         results, _ = evaluate_split(self.model, self.corpus, split, metrics or self.config.evaluation.metrics,
                                     self.config, self.device, opts)
         results["sentences"] = len(examples)

@@ -2,12 +2,16 @@
 
     seq2seq data cmudict --out data/cmudict [--stress strip] [--exclude WORDS]
     seq2seq data toy --task reverse --out data/toy_reverse
+    seq2seq data bible --out data/bible_en_es [--direction en-es|es-en] [--cache DIR] [--modules DIR]
+        [--valid-books BOOK ...] [--test-books BOOK ...]     (SWORD modules from Debian's packages)
+    seq2seq data chatterbot --out data/chatterbot [--cache DIR] [--wheel FILE]   (chatterbot-corpus, English)
     seq2seq train CONFIG [--run RUN] [--set KEY=VALUE ...] [--overwrite]
     seq2seq train --resume RUN [--set training.max_steps=...]
     seq2seq evaluate RUN --data FILE [--json] [--checkpoint best|last|averaged] [decoding options]
     seq2seq average RUN [--last N]
     seq2seq sample RUN --num N [--sample --temperature T --seed S]    (variational runs)
-    seq2seq predict RUN [--beam 5 --nbest 3 --scores] [--attention FILE] < sources.txt > outputs.txt
+    seq2seq predict RUN [--beam 5 --nbest 3 --scores] [--attention FILE] [--replace-unk] < sources.txt > outputs.txt
+    seq2seq chat RUN [--beam 5] [--replace-unk] [--prompt '> ']   (interactive: one line in, one output out)
     seq2seq plot-attention FILE --index I [--rank R] --out PNG
 
 Forecasting (``task: forecast`` configs; see :mod:`seq2seq.forecast.cli`)::
@@ -21,7 +25,8 @@ Forecasting (``task: forecast`` configs; see :mod:`seq2seq.forecast.cli`)::
 Decoding options (predict and evaluate; default: the run's ``decoding`` section):
 --beam N, --nbest N, --length-penalty A, --length-normalization gnmt|average,
 --coverage-penalty B, --min-len N, --max-len N, --no-repeat-ngram N, and
---sample with --temperature T, --top-k K, --top-p P, --num-samples N, --seed S.
+--sample with --temperature T, --top-k K, --top-p P, --num-samples N, --seed S;
+--replace-unk (each ``<unk>`` output becomes its most attended source token).
 
 User errors print one line ``seq2seq: error: ...`` and exit with status 2.
 """
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -70,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--holdout", action="store_true", help="hide the last horizon steps and draw them as the truth")
     _decoding_arguments(pr)
 
+    ch = sub.add_parser("chat", help="interactive prompt: type a source, read the model's output (dialog, translation)")
+    ch.add_argument("run")
+    ch.add_argument("--checkpoint", default="best", choices=["best", "last", "averaged"])
+    ch.add_argument("--prompt", default="> ", help="the prompt string (default '> ')")
+    _decoding_arguments(ch)
+
     sp = sub.add_parser("sample", help="new sequences from a variational run's prior, z ~ N(0, I)")
     sp.add_argument("run")
     sp.add_argument("--num", type=int, default=10, help="how many")
@@ -102,6 +114,24 @@ def _parser() -> argparse.ArgumentParser:
     y.add_argument("--train", type=int, default=3000)
     y.add_argument("--seed", type=int, default=1)
     y.add_argument("--overwrite", action="store_true")
+    b = dsub.add_parser("bible", help="English-Spanish verse pairs from the SWORD Bible modules (Debian packages)")
+    b.add_argument("--out", required=True)
+    b.add_argument("--cache", default=str(Path.home() / ".cache" / "seq2seq" / "sword"),
+                   help="where the .deb files are downloaded and unpacked (default ~/.cache/seq2seq/sword)")
+    b.add_argument("--modules", help="a SWORD data folder (with mods.d/) already holding both modules: no download")
+    b.add_argument("--direction", default="en-es", choices=["en-es", "es-en"])
+    b.add_argument("--valid-books", nargs="+", default=None, metavar="BOOK", help="OSIS names (default Ruth Jonah Phil Titus)")
+    b.add_argument("--test-books", nargs="+", default=None, metavar="BOOK", help="OSIS names (default Josh Eccl Gal 1John)")
+    b.add_argument("--overwrite", action="store_true")
+    cb = dsub.add_parser("chatterbot", help="English dialog pairs from the chatterbot-corpus wheel (not installed)")
+    cb.add_argument("--out", required=True)
+    cb.add_argument("--cache", default=str(Path.home() / ".cache" / "seq2seq" / "chatterbot"),
+                    help="where the wheel is downloaded (default ~/.cache/seq2seq/chatterbot)")
+    cb.add_argument("--wheel", help="a chatterbot-corpus wheel already at hand: no download")
+    cb.add_argument("--valid-fraction", type=float, default=0.05)
+    cb.add_argument("--test-fraction", type=float, default=0.05)
+    cb.add_argument("--seed", type=int, default=1234)
+    cb.add_argument("--overwrite", action="store_true")
     from seq2seq.forecast.cli import add_data_parsers
 
     add_data_parsers(dsub)
@@ -123,6 +153,8 @@ def _decoding_arguments(p: argparse.ArgumentParser) -> None:
     for flag, field, kind in _DECODING_FLAGS:
         g.add_argument(flag, dest=f"dec_{field}", type=kind, default=None, metavar=field.split("_")[-1].upper())
     g.add_argument("--sample", action="store_true", help="sample instead of searching")
+    g.add_argument("--replace-unk", action="store_true",
+                   help="replace each <unk> output by its most attended source token (Luong et al. 2015)")
 
 
 def _decoding_overrides(args) -> dict:
@@ -131,6 +163,8 @@ def _decoding_overrides(args) -> dict:
            if getattr(args, f"dec_{field}") is not None}
     if args.sample:
         out["strategy"] = "sample"
+    if args.replace_unk:
+        out["replace_unk"] = True
     return out
 
 
@@ -240,6 +274,35 @@ def _cmd_predict(args) -> None:
         print(f"attention written to {args.attention}", file=sys.stderr)
 
 
+def _cmd_chat(args) -> None:
+    """Read a line, print the best output, until end of input (Ctrl-D) or ``/quit``.
+
+    Each line is decoded on its own (no dialog history).  ``readline`` gives line
+    editing and history where Python has it.
+    """
+    from seq2seq.api import Seq2Seq
+
+    try:
+        import readline  # noqa: F401  (input() then edits lines and keeps history)
+    except ImportError:
+        pass
+    model = Seq2Seq.load(args.run, args.checkpoint)
+    overrides = _decoding_overrides(args)
+    model.decode_options(**overrides)              # report a bad option before the first prompt
+    print(f"seq2seq chat: {args.run} ({model.config.name}); one line at a time, Ctrl-D or /quit to leave",
+          file=sys.stderr)
+    while True:
+        try:
+            line = input(args.prompt)
+        except EOFError:
+            print()
+            return
+        if line.strip() == "/quit":
+            return
+        if line.strip():
+            print(model.predict([line], with_scores=True, **overrides)[0][0].text, flush=True)
+
+
 def _cmd_plot_attention(args) -> None:
     from seq2seq.plotting import plot_attention
 
@@ -279,6 +342,18 @@ def _cmd_data(args) -> None:
         counts = build_cmudict_split(args.out, args.stress, exclude, args.valid_fraction, args.test_fraction,
                                      args.seed, args.overwrite)
         print(f"wrote {args.out}/{{train,valid,test}}.tsv: {counts}", file=sys.stderr)
+    elif args.dataset == "bible":
+        from seq2seq.data.bible import TEST_BOOKS, VALID_BOOKS, build_bible_split
+
+        counts = build_bible_split(args.out, args.cache, args.direction, args.modules,
+                                   args.valid_books or VALID_BOOKS, args.test_books or TEST_BOOKS, args.overwrite)
+        print(f"wrote {args.out}/{{train,valid,test}}.tsv and books.json: {counts} verse pairs", file=sys.stderr)
+    elif args.dataset == "chatterbot":
+        from seq2seq.data.chatterbot import build_chatterbot_split
+
+        counts = build_chatterbot_split(args.out, args.cache, args.wheel, args.valid_fraction, args.test_fraction,
+                                        args.seed, args.overwrite)
+        print(f"wrote {args.out}/{{train,valid,test}}.tsv: {counts} lines", file=sys.stderr)
     else:
         from seq2seq.data.toy import write_toy_task
 
@@ -289,8 +364,10 @@ def _cmd_data(args) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
     args = _parser().parse_args(argv)
+    warnings.formatwarning = lambda message, *_, **__: f"seq2seq: warning: {message}\n"
     handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "data": _cmd_data,
-                "plot-attention": _cmd_plot_attention, "average": _cmd_average, "sample": _cmd_sample}
+                "plot-attention": _cmd_plot_attention, "average": _cmd_average, "sample": _cmd_sample,
+                "chat": _cmd_chat}
     try:
         handlers[args.command](args)
     except Seq2SeqError as e:

@@ -31,6 +31,24 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class SentencePieceConfig(_Section):
+    """Subword model(s) for ``src_tokenizer`` / ``tgt_tokenizer: sentencepiece``.
+
+    Trained by ``seq2seq train`` on ``data.train`` (whatever file it names) and saved
+    in the run directory: ``sentencepiece.model`` when ``joint`` (one model over
+    sources and targets, both sides sentencepiece), else ``src_sentencepiece.model``
+    / ``tgt_sentencepiece.model``.  ``model_type``: ``unigram`` (Kudo 2018) or
+    ``bpe`` (Sennrich et al. 2016).  ``vocab_size``: pieces per model (a soft limit
+    on small corpora).  ``character_coverage``: share of characters covered (1.0
+    for alphabetic scripts, about 0.9995 for Chinese or Japanese).
+    """
+
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    vocab_size: int = Field(8000, ge=8)
+    joint: bool = True
+    character_coverage: float = Field(1.0, gt=0, le=1)
+
+
 class DataConfig(_Section):
     """Where the parallel data is and how it becomes token ids.
 
@@ -38,19 +56,28 @@ class DataConfig(_Section):
     (valid/test).  Relative paths are resolved against the working directory.
     ``autoencoder``: the target is the source (a sequence autoencoder); only the
     first column of each file is read.
+
+    ``max_src_len`` (tokens) and ``long_source`` say what happens to a longer
+    source, in training data and in prediction input alike: ``drop`` (training:
+    the pair is left out; prediction: an empty output line, and a warning),
+    ``truncate`` (its first ``max_src_len`` tokens are kept), ``reject`` (an error
+    naming the file and line).  Training pairs with a target longer than
+    ``max_tgt_len`` are dropped.
     """
 
     train: str
     valid: Optional[str] = None
     test: Optional[str] = None
-    src_tokenizer: Literal["char", "word"] = "char"
-    tgt_tokenizer: Literal["char", "word"] = "word"
+    src_tokenizer: Literal["char", "word", "sentencepiece"] = "char"
+    tgt_tokenizer: Literal["char", "word", "sentencepiece"] = "word"
+    sentencepiece: SentencePieceConfig = SentencePieceConfig()
     lowercase: bool = False
     src_min_freq: int = Field(1, ge=1)
     tgt_min_freq: int = Field(1, ge=1)
     src_max_size: Optional[int] = Field(None, ge=1)
     tgt_max_size: Optional[int] = Field(None, ge=1)
     max_src_len: Optional[int] = Field(None, ge=1)
+    long_source: Literal["drop", "truncate", "reject"] = "drop"
     max_tgt_len: Optional[int] = Field(None, ge=1)
     autoencoder: bool = False
 
@@ -58,6 +85,10 @@ class DataConfig(_Section):
     def _check(self) -> "DataConfig":
         if self.autoencoder and self.src_tokenizer != self.tgt_tokenizer:
             raise ValueError("autoencoder (target = source) needs src_tokenizer == tgt_tokenizer")
+        if self.sentencepiece.joint and "sentencepiece" in (self.src_tokenizer, self.tgt_tokenizer) \
+                and self.src_tokenizer != self.tgt_tokenizer:
+            raise ValueError("sentencepiece.joint needs src_tokenizer and tgt_tokenizer both 'sentencepiece'; "
+                             "set data.sentencepiece.joint: false for a subword model on one side only")
         return self
 
 
@@ -272,7 +303,9 @@ class DecodingConfig(_Section):
     Output stops at ``<eos>`` or after ``min(max_len, max_len_a * src_len + max_len_b)``
     tokens.  ``strategy``: greedy, beam (``beam_size``, ``nbest``, length and
     coverage penalties of Wu et al. 2016) or sample (``temperature``, ``top_k``,
-    ``top_p``, ``num_samples``, ``seed``).
+    ``top_p``, ``num_samples``, ``seed``).  ``replace_unk``: each ``<unk>`` in the
+    output becomes the source token with the largest attention weight at that step
+    (Luong et al. 2015; needs attention).
     """
 
     strategy: Literal["greedy", "beam", "sample"] = "greedy"
@@ -292,6 +325,7 @@ class DecodingConfig(_Section):
     num_samples: int = Field(1, ge=1)
     seed: Optional[int] = None
     precision: Literal["fp32", "bf16"] = "fp32"
+    replace_unk: bool = False
     batch_size: int = Field(256, ge=1)
 
     def options(self, **overrides) -> DecodeOptions:
@@ -324,6 +358,8 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> "Config":
+        if self.decoding.replace_unk and self.model.decoder.type == "rnn" and self.model.decoder.attention == "none":
+            raise ValueError("decoding.replace_unk reads the attention weights: it needs model.decoder.attention")
         if self.model.decoder.copy_attention and self.training.label_smoothing > 0:
             raise ValueError("label_smoothing is not defined over copy attention's per-sentence extended "
                              "vocabulary; set training.label_smoothing: 0 with model.decoder.copy_attention")

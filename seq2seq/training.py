@@ -165,6 +165,8 @@ def evaluate_split(model: EncoderDecoder, corpus: Corpus, split: Split, metrics:
                 loss_sum += float(ls)
                 tokens += nt
     options = options or config.decoding.options()
+    if options.replace_unk:
+        options = dataclasses.replace(options, return_attention=True)
     v = corpus.tgt_vocab
     nbest = decode_dataset(model, split.dataset, v.bos_id, v.eos_id, config.decoding.batch_size, options, device)
     results: dict = {}
@@ -172,7 +174,8 @@ def evaluate_split(model: EncoderDecoder, corpus: Corpus, split: Split, metrics:
         results["loss"] = loss_sum / tokens
         results["ppl"] = math.exp(min(results["loss"], 50.0))
     oovs = split.oovs or [None] * len(nbest)
-    hyp_tokens = [v.decode(h[0].tokens, o) for h, o in zip(nbest, oovs)]
+    hyp_tokens = [corpus.output_tokens(h[0], s, o, options.replace_unk)
+                  for h, s, o in zip(nbest, split.source_tokens, oovs)]
     ref_tokens = [[corpus.tgt_tokenizer.encode(r) for r in e.references] for e in split.examples]
     hyp_text = [corpus.tgt_tokenizer.decode(t) for t in hyp_tokens]
     ref_text = [e.references for e in split.examples]
@@ -214,6 +217,7 @@ class Trainer:
         self.kl_sum, self.kl_sentences = 0.0, 0
         self.records: list[dict] = []
         self.ckpt_dir = run_dir / "checkpoints"
+        self._signatures_shown: set[str] = set()
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, name: str) -> None:
@@ -284,6 +288,9 @@ class Trainer:
                   "lr": self.optimizer.param_groups[0]["lr"], "best": improved})
         shown = " ".join(f"{k}={v:.2f}" for k, v in results.items() if isinstance(v, float))
         self._print(f"[valid] step {st.step} {shown}{' *best*' if improved else ''}")
+        for key in sorted(k for k in results if k.endswith("_signature") and k not in self._signatures_shown):
+            self._print(f"[valid] sacrebleu {key.removesuffix('_signature')} signature: {results[key]}")
+            self._signatures_shown.add(key)       # also in every validation row of metrics.jsonl
         self._keep_step_checkpoint()
         p = self.config.training.patience
         if p is not None and st.bad_validations >= p:
@@ -492,6 +499,22 @@ def _setup_torch(config: Config) -> torch.device:
     return resolve_device(config.training.device)
 
 
+def evaluation_split(corpus: Corpus, d, examples: list, where: str) -> Split:
+    """Encode a validation or test file: every example is kept (scores cover every
+    reference); a source over ``data.max_src_len`` is truncated or rejected under
+    those ``long_source`` policies and decoded whole under ``drop``."""
+    limit = d.max_src_len if d.long_source != "drop" else None
+    return corpus.split(examples, max_src_len=limit, long_source=d.long_source, where=where)
+
+
+def _splits(corpus: Corpus, d, train_ex: list, valid_ex: Optional[list]) -> tuple[Split, Optional[Split]]:
+    """The training split (``data.max_src_len`` / ``long_source`` / ``max_tgt_len``
+    applied) and the validation split (see :func:`evaluation_split`)."""
+    train_split = corpus.split(train_ex, max_src_len=d.max_src_len, max_tgt_len=d.max_tgt_len,
+                               long_source=d.long_source, where=d.train)
+    return train_split, evaluation_split(corpus, d, valid_ex, d.valid) if valid_ex else None
+
+
 def train(config: Config, run_dir: str | Path, overwrite: bool = False) -> Path:
     """Train a new run described by ``config`` into ``run_dir``.
 
@@ -509,9 +532,8 @@ def train(config: Config, run_dir: str | Path, overwrite: bool = False) -> Path:
     prepare_run_dir(run_dir, overwrite)
     dump_config(config, run_dir / "config.yaml")
     corpus.save(run_dir)
-    train_split = corpus.split(train_ex, max_src_len=d.max_src_len, max_tgt_len=d.max_tgt_len)
+    train_split, valid_split = _splits(corpus, d, train_ex, valid_ex)
     dropped = len(train_ex) - len(train_split.examples)
-    valid_split = corpus.split(valid_ex) if valid_ex else None
     print(f"[data] train {len(train_split.examples)} pairs{f' ({dropped} too long, dropped)' if dropped else ''}, "
           f"valid {len(valid_ex) if valid_ex else 0}; vocab src {len(corpus.src_vocab)} tgt {len(corpus.tgt_vocab)}",
           file=sys.stderr)
@@ -547,9 +569,7 @@ def resume(run_dir: str | Path, overrides: Optional[list[str]] = None) -> Path:
     device = _setup_torch(config)
     model = EncoderDecoder.from_config(config.model, len(corpus.src_vocab), len(corpus.tgt_vocab)).to(device)
     dump_config(config, run_dir / "config.yaml")
-    trainer = Trainer(config, run_dir, corpus, corpus.split(train_ex, max_src_len=d.max_src_len,
-                                                            max_tgt_len=d.max_tgt_len),
-                      corpus.split(valid_ex) if valid_ex else None, model, device)
+    trainer = Trainer(config, run_dir, corpus, *_splits(corpus, d, train_ex, valid_ex), model, device)
     trainer.restore()
     print(f"[resume] {run_dir} from step {trainer.state.step}", file=sys.stderr)
     trainer.fit()

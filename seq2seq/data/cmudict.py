@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from seq2seq.checkpoint import atomic_write_text
+from seq2seq.data.tsv import refuse_existing
 from seq2seq.errors import Seq2SeqError
 
 WORD = re.compile(r"[a-z']+")
@@ -64,9 +65,7 @@ def build_cmudict_split(out: str | Path, stress: str = "strip", exclude: Optiona
         raise Seq2SeqError("valid and test fractions must be in (0, 1) and sum to less than 1")
     out = Path(out)
     files = {name: out / f"{name}.tsv" for name in ("train", "valid", "test")}
-    existing = [str(p) for p in files.values() if p.exists()]
-    if existing and not overwrite:
-        raise Seq2SeqError(f"{existing[0]}: exists; pass --overwrite to replace")
+    refuse_existing(list(files.values()), overwrite)
     exclude = exclude or set()
     entries = cmudict.dict()
     words = sorted(w for w in entries if WORD.fullmatch(w) and w not in exclude)

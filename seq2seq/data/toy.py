@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from seq2seq.checkpoint import atomic_write_text
+from seq2seq.data.tsv import write_splits
 from seq2seq.errors import Seq2SeqError
 
 TASKS = ("copy", "reverse")
@@ -35,9 +35,5 @@ def write_toy_task(task: str, out: str | Path, train: int = 3000, valid: int = 2
     Raises:
         Seq2SeqError: unknown task or existing files without ``overwrite``.
     """
-    out = Path(out)
-    for name, n, s in (("train", train, seed), ("valid", valid, seed + 1), ("test", test, seed + 2)):
-        path = out / f"{name}.tsv"
-        if path.exists() and not overwrite:
-            raise Seq2SeqError(f"{path}: exists; pass --overwrite to replace")
-        atomic_write_text(path, "".join(f"{s_}\t{t}\n" for s_, t in toy_pairs(task, n, s)))
+    sizes = (("train", train, seed), ("valid", valid, seed + 1), ("test", test, seed + 2))
+    write_splits(out, {name: [f"{s_}\t{t}" for s_, t in toy_pairs(task, n, s)] for name, n, s in sizes}, overwrite)

@@ -76,3 +76,28 @@ def read_tsv(path: str | Path, multi_reference: bool = False, autoencoder: bool 
     if not examples:
         raise Seq2SeqError(f"{path}: no examples (the file is empty)")
     return examples
+
+
+def refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    """Nothing is overwritten silently: raise unless none of ``paths`` exists or ``overwrite``.
+
+    Raises:
+        Seq2SeqError: naming the first existing file.
+    """
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing and not overwrite:
+        raise Seq2SeqError(f"{existing[0]}: exists; pass --overwrite to replace")
+
+
+def write_splits(out: str | Path, parts: dict[str, list[str]], overwrite: bool = False) -> None:
+    """Write ``out/<name>.tsv`` for each ``name: lines`` (one TSV line each), atomically.
+
+    Raises:
+        Seq2SeqError: a file exists and ``overwrite`` is False.
+    """
+    from seq2seq.checkpoint import atomic_write_text
+
+    files = {name: Path(out) / f"{name}.tsv" for name in parts}
+    refuse_existing(list(files.values()), overwrite)
+    for name, lines in parts.items():
+        atomic_write_text(files[name], "".join(line + "\n" for line in lines))

@@ -46,6 +46,8 @@ class DecodeOptions:
         num_samples: samples drawn per input (``sample``).
         seed: seed of the sampling generator (None: torch's global generator).
         return_attention: keep each hypothesis's attention matrix.
+        replace_unk: replace each ``<unk>`` output by its most attended source token
+            (Luong et al. 2015; applied after the search, which then keeps attention).
         precision: ``fp32``, or ``bf16``: matrix products in bfloat16 under autocast
             (scores, softmax and the search itself stay fp32); several times faster
             on CPUs with AVX512-BF16 / AMX and on GPUs, with slightly different scores.
@@ -68,6 +70,7 @@ class DecodeOptions:
     num_samples: int = 1
     seed: Optional[int] = None
     return_attention: bool = False
+    replace_unk: bool = False
     precision: Literal["fp32", "bf16"] = "fp32"
 
     def validate(self) -> "DecodeOptions":
