@@ -23,7 +23,7 @@ from seq2seq.forecast.config import ForecastConfig
 from seq2seq.forecast.data import Scaler, Series, calendar_features, future_times, read_series_csv, series_from_frame
 from seq2seq.forecast.metrics import forecast_metrics
 from seq2seq.forecast.model import ForecastModel
-from seq2seq.forecast.training import forecast_windows, load_data, score_windows
+from seq2seq.forecast.training import load_data, score_windows
 from seq2seq.training import resolve_device
 
 
