@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import load_checkpoint, model_state
 from seq2seq.config import Config, load_config
 from seq2seq.data.corpus import Corpus
 from seq2seq.data.tsv import read_tsv
@@ -88,7 +88,7 @@ class Seq2Seq:
         tensors, _ = load_checkpoint(stem)
         dev = resolve_device(device)
         model = EncoderDecoder.from_config(config.model, len(corpus.src_vocab), len(corpus.tgt_vocab))
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        model.load_state_dict(model_state(tensors))
         model.to(dev).eval()
         return cls(config, corpus, model, dev)
 

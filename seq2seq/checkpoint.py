@@ -92,6 +92,11 @@ def load_checkpoint(stem: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     return tensors, meta
 
 
+def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's ``state_dict`` inside a checkpoint's tensors (keys ``model.<name>``)."""
+    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
 def split_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     """Optimizer ``state_dict`` -> (tensors for safetensors, JSON-able rest)."""
     tensors, scalars = {}, {}

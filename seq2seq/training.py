@@ -32,7 +32,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from seq2seq.checkpoint import join_optimizer_state, load_checkpoint, save_checkpoint, split_optimizer_state
+from seq2seq.checkpoint import (join_optimizer_state, load_checkpoint, model_state, save_checkpoint,
+                                split_optimizer_state)
 from seq2seq.config import Config, dump_config, load_config
 from seq2seq.data.batching import Batch, BucketSampler
 from seq2seq.data.corpus import Corpus, Split
@@ -239,7 +240,7 @@ class Trainer:
     def restore(self) -> None:
         """Load ``last``: weights, optimizer, scheduler, counters, RNG, data position."""
         tensors, meta = load_checkpoint(self.ckpt_dir / "last")
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.model.load_state_dict(model_state(tensors))
         opt = join_optimizer_state({k: v for k, v in tensors.items() if k.startswith("optimizer.")}, meta["optimizer"])
         self.optimizer.load_state_dict(opt)
         if self.scheduler is not None and meta.get("scheduler"):

@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import load_checkpoint, model_state
 from seq2seq.config import load_config
 from seq2seq.errors import Seq2SeqError
 from seq2seq.forecast.baselines import baseline_forecast
@@ -54,7 +54,7 @@ class Forecaster:
         d = config.data
         model = ForecastModel.from_config(config.model, len(d.value_columns), 2 * len(d.calendar))
         tensors, _ = load_checkpoint(run_dir / "checkpoints" / checkpoint)
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        model.load_state_dict(model_state(tensors))
         dev = resolve_device(device)
         scalers = {k: Scaler.from_json(v) for k, v in
                    json.loads((run_dir / "scalers.json").read_text(encoding="utf-8")).items()}
@@ -95,16 +95,25 @@ class Forecaster:
         Raises:
             Seq2SeqError: unreadable history, too short a series, bad values.
         """
+        d = self.config.data
+        if isinstance(history, (str, Path)):
+            series = read_series_csv(history, d.time_column, d.value_columns, d.id_column, d.missing)
+        else:
+            series = series_from_frame(history, d.time_column, d.value_columns, d.id_column, d.missing, "history")
+        return self.forecast_table(series, horizon)
+
+    def forecast_table(self, series: list[Series], horizon: Optional[int] = None):
+        """:meth:`predict` for series already read (:func:`~seq2seq.forecast.data.read_series_csv`).
+
+        Raises:
+            Seq2SeqError: horizon < 1, or a series shorter than ``data.input_len``.
+        """
         import pandas as pd
 
         d = self.config.data
         horizon = horizon or d.horizon
         if horizon < 1:
             raise Seq2SeqError("horizon must be >= 1")
-        if isinstance(history, (str, Path)):
-            series = read_series_csv(history, d.time_column, d.value_columns, d.id_column, d.missing)
-        else:
-            series = series_from_frame(history, d.time_column, d.value_columns, d.id_column, d.missing, "history")
         tables = []
         for s in series:
             times, values = self._forecast_series(s, horizon)

@@ -56,8 +56,6 @@ def predict_command(args) -> None:
     With ``--holdout`` the last ``horizon`` steps of every series are hidden from
     the model and drawn as the true future.
     """
-    import pandas as pd
-
     from seq2seq.forecast.api import Forecaster
     from seq2seq.forecast.data import read_series_csv
     from seq2seq.plotting import plot_forecast
@@ -75,13 +73,7 @@ def predict_command(args) -> None:
                 raise Seq2SeqError(f"{args.data}: --holdout {horizon} steps leaves series {s.id!r} no history")
             truth[s.id] = s.values[-horizon:]
             s.times, s.values = s.times[:-horizon], s.values[:-horizon]
-    frames = []
-    for s in series:
-        frame = pd.DataFrame({d.time_column: s.times, **{c: s.values[:, j] for j, c in enumerate(d.value_columns)}})
-        if d.id_column:
-            frame.insert(0, d.id_column, s.id)
-        frames.append(frame)
-    table = model.predict(pd.concat(frames, ignore_index=True), horizon)
+    table = model.forecast_table(series, horizon)
     text = table.to_csv(index=False)
     if args.out:
         from seq2seq.checkpoint import atomic_write_text

@@ -79,10 +79,18 @@ def forecast_windows(model: ForecastModel, windows: Windows, device: torch.devic
     return np.concatenate(out) if out else np.zeros((0,))
 
 
-def score_windows(model: ForecastModel, data: ForecastData, windows: Windows, device: torch.device) -> dict:
+def score_windows(model: ForecastModel, data: ForecastData, windows: Windows, device: torch.device,
+                  scaled: Optional[np.ndarray] = None) -> dict:
     """Errors of the model's forecasts of ``windows`` in the data's units (point
-    forecast = the median), with interval coverage for quantile models."""
-    pred = data.unscale(forecast_windows(model, windows, device).transpose(0, 1, 3, 2), windows.series)
+    forecast = the median), with interval coverage for quantile models.
+
+    Args:
+        scaled: the forecasts from :func:`forecast_windows` when already computed
+            (n, H, V, Q), else None to compute them.
+    """
+    if scaled is None:
+        scaled = forecast_windows(model, windows, device)
+    pred = data.unscale(scaled.transpose(0, 1, 3, 2), windows.series)
     pred = pred.transpose(0, 1, 3, 2)                                  # (n, H, V, Q)
     truth = data.unscale(windows.future.double().numpy(), windows.series)
     lower = upper = None
@@ -155,7 +163,7 @@ class ForecastTrainer:
         t = self.config.training
         loss = float(regression_loss(torch.from_numpy(pred), self.valid.future.double(), t.loss,
                                      self.model.quantiles, t.huber_delta))
-        results = {"loss": loss, **score_windows(self.model, self.data, self.valid, self.device)}
+        results = {"loss": loss, **score_windows(self.model, self.data, self.valid, self.device, pred)}
         score = results[self.metric]
         improved = self.best is None or score < self.best
         if improved:
