@@ -52,9 +52,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seq2seq.modules.activations import logistic_tanh
-from seq2seq.modules.attention import build_attention
+from seq2seq.modules.attention import AdditiveAttention, build_attention
 from seq2seq.modules.dropout import Dropout, dropout_mask
 from seq2seq.modules.encoders import EncoderOutput
+from seq2seq.modules.input_feeding import Workspace, input_feeding_loop
 from seq2seq.modules.rnn import CellWeights, RNNState, autocast_cast, cell_step, make_rnn, run_rnn
 
 
@@ -156,6 +157,12 @@ class RNNDecoder(nn.Module):
         coverage: coverage vector in the attention scores (needs attention).
         unk_id, bos_id: ids fed in place of copied unknown words / never predicted (copy).
 
+    Attributes:
+        fused_loop: run the teacher-forced input-feeding loop through
+            :class:`~seq2seq.modules.input_feeding.InputFeedingLoop` where it applies
+            (default True; False runs the same equations under autograd, step by step).
+        workspace: that loop's reusable buffers.
+
     Raises:
         ValueError: a cell with no input at all (no previous output, context,
             Bahdanau context or input feeding), or copy / coverage without attention.
@@ -168,6 +175,8 @@ class RNNDecoder(nn.Module):
                  feed_previous_output: bool = True, copy: bool = False, coverage: bool = False,
                  unk_id: int = 1, bos_id: int = 2):
         super().__init__()
+        self.fused_loop = True
+        self.workspace = Workspace()
         if (copy or coverage) and attention == "none":
             raise ValueError("copy attention and coverage need an attention type")
         self.copy, self.coverage = copy, coverage
@@ -386,6 +395,34 @@ class RNNDecoder(nn.Module):
             state.feed = o
         return self._output(o, emb, weights, state), state, weights
 
+    def _fusable(self) -> bool:
+        """Whether the teacher-forced loop can run as :class:`InputFeedingLoop`: a
+        one-layer LSTM with input feeding and Luong attention, without coverage."""
+        return (isinstance(self.rnn, nn.LSTM) and self.rnn.num_layers == 1 and self.input_feeding
+                and self.attention is not None and not self.coverage)
+
+    def _input_feeding_loop(self, lead: Tensor, state: DecoderState, step_weights: tuple[CellWeights, Tensor],
+                            keep: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        """The teacher-forced steps through :class:`~seq2seq.modules.input_feeding.InputFeedingLoop`.
+
+        lead: (B, T, leading) the cell inputs [e(y_{t-1}); c]; keep: (B, T, H) dropout
+        mask of o_t or None.  Returns o: (B, T, H) after dropout and the weights (B, T, S).
+        """
+        cell, w_ch = step_weights
+        cast = autocast_cast(w_ch)
+        dtype = cell.w_hh_t[0].dtype
+        att = self.attention
+        if isinstance(att, AdditiveAttention):
+            scorer = (cast(att.query_layer.weight), cast(att.query_layer.bias), cast(att.energy.weight[0]))
+        else:
+            scorer = (None, None, None)
+        neg_mask = torch.zeros(state.mask.shape, dtype=torch.promote_types(dtype, torch.float32),
+                               device=state.mask.device).masked_fill_(~state.mask, float("-inf"))
+        h0, c0 = (s[0] for s in state.hidden)
+        return input_feeding_loop(lead.to(dtype), cast(cell.w_lead), cast(cell.b_lead), h0, c0, cell.w_in_t[0].t(),
+                                  cell.w_hh_t[0].t(), state.keys.to(dtype), state.memory_proj.to(dtype), w_ch,
+                                  cast(self.combine.bias), *scorer, neg_mask, keep, self.workspace)
+
     def _lookup_gates(self, prev_tokens: Tensor, state: DecoderState) -> bool:
         """Whether :meth:`step` reads its input gates from the per-token table: in
         inference only (embedding dropout and gradients need the product), when the
@@ -422,11 +459,14 @@ class RNNDecoder(nn.Module):
             o = self.dropout(o)
         else:
             step_weights = self._step_weights()
-            gates0 = step_weights[0].input_gates(lead)                # (B, T, G), one product
             bsz, steps = tgt_in.shape
             keep = None                                                # one dropout mask for all steps
             if self.training and self.dropout.p > 0:
                 keep = dropout_mask((bsz, steps, self.hidden_size), self.dropout.p, lead)
+            if self.fused_loop and self._fusable():
+                o, weights = self._input_feeding_loop(lead, state, step_weights, keep)
+                return self._output(o, emb, weights, state), (weights if return_attention else None)
+            gates0 = step_weights[0].input_gates(lead)                # (B, T, G), one product
             outs, ws = [], []
             for t, gates0_t in enumerate(gates0.unbind(1)):
                 o_t, state, w_t = self._advance(gates0_t, state, step_weights)

@@ -1,0 +1,352 @@
+"""The input-feeding LSTM decoder loop with a hand-written backward through time.
+
+Luong et al. 2015 (sec. 3.3) feed the attentional state o_{t-1} into the next
+cell input, so a teacher-forced pass must run one step per target position.
+Written with autograd, each step records some thirty small operations whose
+backward replays them one by one and computes every weight gradient as a small
+per-step product.  :class:`InputFeedingLoop` runs the same equations with the
+graph kept by hand, as cuDNN does for its RNNs:
+
+- forward: per step one (B x 2H) x (2H x 4H) product for ``[o_{t-1}; h_{t-1}]``
+  (the embedding part of the gates comes precomputed for the whole target), the
+  LSTM cell, attention with the new state h_t and
+  ``o_t = tanh(W_ch h_t + b_c + sum_j a_tj P_j)`` (eq. 5), where the caller has
+  applied the context half of W_c to the source states once: P_j = W_cc h_j;
+- backward: per step only the products that carry the gradient back in time;
+  the derivative factors of the nonlinearities are formed for all positions at
+  once before the loop, and the gradients of every weight, of the keys and of P
+  are each one large product over all positions after it.
+
+Equations, per step t (PyTorch's LSTM gate order i, f, g, o):
+
+    gates = G0_t + W_rec [o_{t-1}; h_{t-1}]        G0_t = W_ih,e e(y_{t-1}) + b
+    c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
+    e_tj = score(h_t, k_j),      a_t = softmax_j(e_tj)  (0 on padding)
+    o_t = tanh(W_ch h_t + b_c + sum_j a_tj P_j)
+    fed back and returned: o_t * dropout mask
+
+with ``score = v^T tanh(W_q h_t + b_q + k_j)`` (additive: ``luong_concat``,
+k_j = U_a h_j) or ``h_t^T k_j`` (``luong_dot``: k_j = h_j; ``luong_general``:
+k_j = W_a h_j).
+
+Every tanh is computed as 2 sigmoid(2x) - 1 (torch's CPU sigmoid is several
+times faster than its tanh, see :mod:`seq2seq.modules.activations`), with the
+factor 2 folded into the weights once per call, and the additive score drops the
+constant -sum(v), which the softmax cancels.  Matrix products run in the dtype of
+the weights passed in (the autocast dtype under mixed precision); the cell, the
+softmax and all element-wise gradients in float32.
+
+Buffers come from a :class:`Workspace` kept by the decoder, so the next batch
+reuses the memory instead of faulting fresh pages in (measured: about 15% of
+the backward pass on a 2-core CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+
+class Workspace:
+    """Float buffers handed from one call of :class:`InputFeedingLoop` to the next.
+
+    A buffer is either in the pool (free) or owned by exactly one call: the
+    values a forward saves for its backward return when the autograd graph that
+    holds them is freed (or at the end of the forward when no gradient is
+    needed), the backward's temporaries at its end.  Reuse can therefore never
+    overwrite saved values, also with ``retain_graph``.
+    """
+
+    MAX_FREE = 48
+
+    def __init__(self):
+        self.free: list[Tensor] = []
+
+    def take(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """An uninitialised tensor of ``shape`` (the smallest free buffer that fits, or a new one)."""
+        n = math.prod(shape)
+        best = None
+        for k, buf in enumerate(self.free):
+            if buf.dtype == dtype and buf.device == device and buf.numel() >= n and (
+                    best is None or buf.numel() < self.free[best].numel()):
+                best = k
+        buf = self.free.pop(best) if best is not None else torch.empty(n + n // 4, dtype=dtype, device=device)
+        return buf.view(-1)[:n].view(shape)
+
+    def give(self, *tensors: Optional[Tensor]) -> None:
+        """Return buffers obtained from :meth:`take` (None entries are skipped)."""
+        for t in tensors:
+            if t is not None:
+                self.free.append(t._base if t._base is not None else t)
+        if len(self.free) > self.MAX_FREE:
+            self.free.sort(key=Tensor.numel)
+            del self.free[:len(self.free) - self.MAX_FREE]
+
+
+def _add_mm(acc: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """acc + a @ b, the product in b's dtype. acc: (n, m); a: (n, k); b: (k, m) -> acc's dtype."""
+    if b.dtype == acc.dtype:
+        return torch.addmm(acc, a, b)
+    return acc + torch.mm(a.to(b.dtype), b).to(acc.dtype)
+
+
+def _store(dst: Tensor, value: Tensor) -> Tensor:
+    """Copy value into dst (any dtype); returns dst."""
+    return dst.copy_(value)
+
+
+class InputFeedingLoop(torch.autograd.Function):
+    """Teacher-forced input-feeding LSTM decoder with Luong attention, one layer.
+
+    ``apply`` arguments (B batch, T target positions, S source positions, H the
+    decoder size, A the attention size; ``cd`` the dtype of the products):
+
+        lead: (B, T, L) the leading cell inputs [e(y_{t-1}); c] of every position.
+        w_lead: (4H, L) and b_lead: (4H,) their columns of W_ih and both biases, in cd:
+            G0_t = W_lead lead_t + b_lead, one product for the whole target.
+        h0, c0: (B, H) initial LSTM state.
+        w_feed: (4H, H) the input-feeding columns of W_ih, in cd.
+        w_hh: (4H, H) W_hh, in cd.
+        keys: (B, S, A) attention keys (A = H for dot / general).
+        memory_proj: (B, S, H) P_j = W_cc h_j.
+        w_ch: (H, H) and b_c: (H,) the state half of W_c and its bias, in cd.
+        w_q: (A, H), b_q: (A,), v: (A,) the additive scorer in cd, or None (dot / general).
+        neg_mask: (B, S) 0 on real source positions and -inf on padding (float32).
+        keep: (B, T, H) inverted-dropout mask of o_t, or None.
+        workspace: the caller's :class:`Workspace`.
+
+    Returns:
+        outputs: (B, T, H) o_t after dropout, in cd.
+        weights: (B, T, S) attention weights a_t, float32.
+
+    Raises:
+        ValueError: inconsistent shapes.
+    """
+
+    @staticmethod
+    def forward(ctx, lead: Tensor, w_lead: Tensor, b_lead: Tensor, h0: Tensor, c0: Tensor, w_feed: Tensor,
+                w_hh: Tensor, keys: Tensor, memory_proj: Tensor, w_ch: Tensor, b_c: Tensor, w_q: Optional[Tensor],
+                b_q: Optional[Tensor], v: Optional[Tensor], neg_mask: Tensor, keep: Optional[Tensor],
+                workspace: Workspace) -> tuple[Tensor, Tensor]:
+        ctx.dtypes = [None if y is None else y.dtype
+                      for y in (lead, w_lead, b_lead, h0, c0, w_feed, w_hh, keys, memory_proj, w_ch, b_c, w_q, b_q, v)]
+        with torch.autocast(lead.device.type, enabled=False), torch.no_grad():
+            return InputFeedingLoop._forward(ctx, lead, w_lead, b_lead, h0, c0, w_feed, w_hh, keys, memory_proj,
+                                             w_ch, b_c, w_q, b_q, v, neg_mask, keep, workspace)
+
+    @staticmethod
+    def _forward(ctx, lead, w_lead, b_lead, h0, c0, w_feed, w_hh, keys, memory_proj, w_ch, b_c, w_q, b_q, v,
+                 neg_mask, keep, ws):
+        B, T, L = lead.shape
+        G = w_lead.size(0)
+        H, S, A = G // 4, keys.size(1), keys.size(2)
+        if (w_lead.shape != (G, L) or w_feed.shape != (G, H) or w_hh.shape != (G, H) or h0.shape != (B, H)
+                or c0.shape != (B, H) or memory_proj.shape != (B, S, H) or neg_mask.shape != (B, S)
+                or w_ch.shape != (H, H) or (keep is not None and keep.shape != (B, T, H))):
+            raise ValueError(f"InputFeedingLoop: inconsistent shapes: lead {tuple(lead.shape)}, w_lead "
+                             f"{tuple(w_lead.shape)}, w_feed {tuple(w_feed.shape)}, w_hh {tuple(w_hh.shape)}, "
+                             f"h0 {tuple(h0.shape)}, memory_proj {tuple(memory_proj.shape)}, "
+                             f"neg_mask {tuple(neg_mask.shape)}")
+        cd, dev = w_hh.dtype, lead.device
+        f32 = torch.promote_types(cd, torch.float32)            # element-wise dtype (float64 in gradcheck)
+        additive = w_q is not None
+        take = lambda *shape, dtype=f32: ws.take(shape, dtype, dev)  # noqa: E731
+        # The factor 2 of tanh(x) = 2 sigmoid(2x) - 1 rides on the products' alpha and beta.
+        lead_t = take(T, B, L, dtype=cd)                            # position-major copy of lead
+        lead_t.copy_(lead.transpose(0, 1))
+        g0 = take(T, B, G, dtype=cd)                                # G0 of every position, one product
+        torch.addmm(b_lead, lead_t.view(T * B, L), w_lead.t(), out=g0.view(T * B, G))
+        w_feed_t, w_hh_t, w_ch_t = w_feed.t(), w_hh.t(), w_ch.t()
+        if additive:
+            w_q_t, v2 = w_q.t(), (2 * v).to(f32).unsqueeze(1)       # (H, A), (A, 1)
+        else:
+            keys_t = keys.to(cd).transpose(1, 2)                    # (B, A, S)
+        keys, memory_proj = keys.to(cd), memory_proj.to(cd)
+        keep2, neg_keep = take(T, B, H), take(T, B, H)              # o_t = keep (2 s - 1)
+        if keep is not None:
+            torch.mul(keep.transpose(0, 1), 2, out=keep2)
+            torch.neg(keep.transpose(0, 1), out=neg_keep)
+        else:
+            keep2.fill_(2)
+            neg_keep.fill_(-1)
+
+        x = take(T + 1, B, 2 * H, dtype=cd)                          # [o_{t-1}; h_{t-1}] per step
+        x[0, :, :H] = 0
+        x[0, :, H:] = h0
+        acts = take(T, B, G)                                        # sigmoid(i, f, 2g, o), then g = tanh
+        cs = take(T + 1, B, H)
+        cs[0] = c0
+        tcs = take(T, B, H)                                         # tanh(c_t)
+        so = take(T, B, H)                                          # sigmoid(2 pre_t): o_t = 2 so - 1
+        weights = take(T, B, S)
+        energy = take(T, B, S, A) if additive else None             # sigmoid(2 (W_q h + b_q + k_j))
+        same = cd == f32
+        for t in range(T):
+            a = acts[t]
+            if same:
+                torch.addmm(g0[t], x[t, :, :H], w_feed_t, out=a).addmm_(x[t, :, H:], w_hh_t)
+            else:
+                a.copy_(torch.addmm(g0[t], x[t, :, :H], w_feed_t).addmm_(x[t, :, H:], w_hh_t))
+            a[:, 2 * H:3 * H].mul_(2)
+            a.sigmoid_()
+            i, f, g, o = a.chunk(4, dim=1)
+            g.mul_(2).sub_(1)
+            c = torch.addcmul(f * cs[t], i, g, out=cs[t + 1])
+            tc = torch.mul(c, 2, out=tcs[t]).sigmoid_().mul_(2).sub_(1)
+            h_slot = x[t + 1, :, H:]
+            h = torch.mul(o, tc, out=h_slot) if same else _store(h_slot, o * tc)
+            if additive:
+                q = torch.addmm(b_q, h, w_q_t, beta=2, alpha=2)      # 2 (W_q h + b_q): (B, A)
+                z = energy[t]
+                if same:
+                    torch.add(q.unsqueeze(1), keys, alpha=2, out=z)
+                else:
+                    z.copy_(torch.add(q.unsqueeze(1), keys, alpha=2))
+                e = torch.matmul(z.sigmoid_(), v2).squeeze(2)        # (B, S), up to a constant
+            else:
+                e = torch.bmm(h.unsqueeze(1), keys_t).squeeze(1).to(f32)
+            w = weights[t]
+            w.copy_(torch.softmax(e.add_(neg_mask), dim=-1))
+            pre2 = torch.baddbmm(torch.addmm(b_c, h, w_ch_t, beta=2, alpha=2).unsqueeze(1), w.to(cd).unsqueeze(1),
+                                 memory_proj, alpha=2)                  # 2 pre_t: (B, 1, H)
+            s = so[t]
+            s.copy_(pre2.squeeze(1)).sigmoid_()
+            o_slot = x[t + 1, :, :H]
+            if same:
+                torch.addcmul(neg_keep[t], s, keep2[t], out=o_slot)
+            else:
+                o_slot.copy_(torch.addcmul(neg_keep[t], s, keep2[t]))
+        outputs = x[1:, :, :H].transpose(0, 1).contiguous()
+        attention = weights.transpose(0, 1).contiguous()
+        ws.give(keep2, neg_keep, g0)
+        if ctx is None:                                             # no gradient: nothing to keep
+            ws.give(lead_t, x, acts, cs, tcs, so, weights, energy)
+        else:
+            ctx.workspace, ctx.additive = ws, additive
+            # The saved buffers go back to the pool once the graph holding them is freed.
+            weakref.finalize(ctx, ws.give, lead_t, x, acts, cs, tcs, so, weights, energy)
+            ctx.save_for_backward(lead_t, x, acts, cs, tcs, so, weights, energy, w_lead, keys, memory_proj, w_feed,
+                                  w_hh, w_ch, w_q, v, keep)
+        return outputs, attention
+
+    @staticmethod
+    def backward(ctx, d_out: Optional[Tensor], d_weights: Optional[Tensor]):
+        like = d_out if d_out is not None else d_weights
+        with torch.autocast(like.device.type, enabled=False):
+            grads = InputFeedingLoop._backward(ctx, d_out, d_weights)
+        return tuple(None if g is None else g.to(d) for g, d in zip(grads, ctx.dtypes)) + (None, None, None)
+
+    @staticmethod
+    def _backward(ctx, d_out: Optional[Tensor], d_weights: Optional[Tensor]):
+        (lead_t, x, acts, cs, tcs, so, weights, energy, w_lead, keys, memory_proj, w_feed, w_hh, w_ch, w_q, v,
+         keep) = ctx.saved_tensors
+        ws, additive = ctx.workspace, ctx.additive
+        T, B, G = acts.shape
+        H, S = G // 4, weights.size(2)
+        cd, f32, dev = w_hh.dtype, acts.dtype, acts.device
+        take = lambda *shape: ws.take(shape, f32, dev)  # noqa: E731
+
+        # Derivative factors for all positions at once.
+        i, f, g, o = acts.chunk(4, dim=2)                                      # (T, B, H) views
+        tc = tcs
+        fac = take(T, B, 4, H)                # d gates / d c_t for i, f, g;  d gates_o / d h_t
+        torch.mul(g, i - i * i, out=fac[:, :, 0])                              # g i (1 - i)
+        torch.mul(cs[:-1], f - f * f, out=fac[:, :, 1])                        # c_{t-1} f (1 - f)
+        torch.mul(i, 1 - g * g, out=fac[:, :, 2])                              # i (1 - g^2)
+        torch.mul(tc, o - o * o, out=fac[:, :, 3])                             # tanh(c_t) o (1 - o)
+        dc_dh = take(T, B, H)
+        torch.mul(o, 1 - tc * tc, out=dc_dh)                                   # d c_t / d h_t
+        d_pre_d_o = take(T, B, H)                                              # (1 - o_t^2) * keep
+        torch.mul(so - so * so, 4, out=d_pre_d_o)
+        if keep is not None:
+            d_pre_d_o.mul_(keep.transpose(0, 1))
+        d_pre = take(T, B, H)
+        if d_out is not None:
+            torch.mul(d_out.transpose(0, 1), d_pre_d_o, out=d_pre)             # the outputs' own part
+        else:
+            d_pre.zero_()
+        d_w_in = d_weights.transpose(0, 1).to(f32) if d_weights is not None else None
+
+        d_gates = take(T, B, G)
+        d_e = take(T, B, S)
+        if additive:
+            d_q = take(T, B, keys.size(2))
+            d_keys = torch.zeros(keys.shape, dtype=f32, device=dev)
+            dz = take(B, S, keys.size(2))
+            v4 = (4 * v).to(f32)
+        d_h_next = acts.new_zeros(B, H)
+        d_feed = acts.new_zeros(B, H)
+        d_c = acts.new_zeros(B, H)
+        mp = memory_proj.to(cd)
+        keys_c = keys.to(cd)
+        for t in range(T - 1, -1, -1):
+            dp = d_pre[t].addcmul_(d_feed, d_pre_d_o[t])                       # d pre_t
+            dp_cd = dp.to(cd)
+            d_h = _add_mm(d_h_next, dp_cd, w_ch)
+            d_a = torch.bmm(mp, dp_cd.unsqueeze(2)).squeeze(2).to(f32)         # (B, S)
+            if d_w_in is not None:
+                d_a.add_(d_w_in[t])
+            a = weights[t]
+            de = torch.mul(a, d_a - (a * d_a).sum(-1, keepdim=True), out=d_e[t])  # softmax backward
+            if additive:
+                s = energy[t]                                                  # sigmoid(2z)
+                torch.mul(s, s, out=dz)
+                torch.sub(s, dz, out=dz).mul_(de.unsqueeze(2)).mul_(v4)        # d e / d z = 4 v s (1 - s)
+                d_keys.add_(dz)
+                dq = torch.sum(dz, dim=1, out=d_q[t])
+                d_h = _add_mm(d_h, dq, w_q)
+            else:
+                d_h.add_(torch.bmm(de.to(cd).unsqueeze(1), keys_c).squeeze(1).to(f32))
+            d_c.addcmul_(d_h, dc_dh[t])
+            dg = d_gates[t].view(B, 4, H)
+            torch.mul(d_c.unsqueeze(1), fac[t, :, :3], out=dg[:, :3])
+            torch.mul(d_h, fac[t, :, 3], out=dg[:, 3])
+            d_c.mul_(f[t])
+            dg_cd = d_gates[t].to(cd)
+            d_feed = torch.mm(dg_cd, w_feed).to(f32)                           # (B, H)
+            d_h_next = torch.mm(dg_cd, w_hh).to(f32)
+
+        # Weight gradients: one product each over all T * B positions.
+        h_all = x[1:, :, H:]                                                   # (T, B, H) in cd
+        flat = lambda y: y.reshape(T * B, -1)  # noqa: E731
+        d_pre_cd = d_pre.to(cd)
+        d_gates_cd = flat(d_gates.to(cd))
+        d_w_feed = torch.mm(d_gates_cd.t(), flat(x[:T])[:, :H])
+        d_w_hh = torch.mm(d_gates_cd.t(), flat(x[:T])[:, H:])
+        d_w_lead = torch.mm(d_gates_cd.t(), flat(lead_t))
+        d_b_lead = d_gates.sum((0, 1))
+        d_lead = torch.mm(d_gates_cd, w_lead).view(T, B, -1).transpose(0, 1)            # (B, T, L)
+        d_w_ch = torch.mm(flat(d_pre_cd).t(), flat(h_all))
+        d_b_c = d_pre.sum((0, 1))
+        d_mp = torch.bmm(weights.permute(1, 2, 0).to(cd), d_pre_cd.transpose(0, 1))          # (B, S, H)
+        d_w_q = d_b_q = d_v = None
+        if additive:
+            d_q_cd = d_q.to(cd)
+            d_w_q = torch.mm(flat(d_q_cd).t(), flat(h_all))
+            d_b_q = d_q.sum((0, 1))
+            # d v = sum de * tanh(z) = 2 sum de s - sum de
+            d_v = 2 * torch.mm(d_e.reshape(1, -1), energy.reshape(T * B * S, -1)).squeeze(0) - d_e.sum()
+            ws.give(d_q, dz)
+        else:
+            d_keys = torch.bmm(d_e.permute(1, 2, 0).to(cd), h_all.transpose(0, 1))          # (B, S, H)
+        ws.give(fac, dc_dh, d_pre_d_o, d_pre, d_e, d_gates)
+        return (d_lead, d_w_lead, d_b_lead, d_h_next, d_c, d_w_feed, d_w_hh, d_keys, d_mp, d_w_ch, d_b_c, d_w_q, d_b_q, d_v)
+
+
+def input_feeding_loop(lead: Tensor, w_lead: Tensor, b_lead: Tensor, h0: Tensor, c0: Tensor, w_feed: Tensor,
+                       w_hh: Tensor, keys: Tensor, memory_proj: Tensor, w_ch: Tensor, b_c: Tensor, w_q: Optional[Tensor],
+                       b_q: Optional[Tensor], v: Optional[Tensor], neg_mask: Tensor, keep: Optional[Tensor],
+                       workspace: Workspace) -> tuple[Tensor, Tensor]:
+    """Run :class:`InputFeedingLoop` (same arguments and results); without autograd
+    (no gradient enabled or needed) the forward runs alone and returns its buffers
+    to the workspace at once."""
+    args = (lead, w_lead, b_lead, h0, c0, w_feed, w_hh, keys, memory_proj, w_ch, b_c, w_q, b_q, v, neg_mask, keep,
+            workspace)
+    if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+        return InputFeedingLoop.apply(*args)
+    with torch.autocast(lead.device.type, enabled=False):
+        return InputFeedingLoop._forward(None, *args)

@@ -1,0 +1,116 @@
+"""The hand-written input-feeding loop against autograd and finite differences."""
+
+import gc
+
+import pytest
+import torch
+
+from seq2seq.modules.decoders import RNNDecoder
+from seq2seq.modules.encoders import EncoderOutput
+from seq2seq.modules.input_feeding import Workspace, input_feeding_loop
+
+B, S, T, H, V = 5, 7, 6, 16, 20
+LENGTHS = torch.tensor([7, 3, 5, 1, 7])
+
+
+def decoder_pass(attention, fused, train=True, copy=False, every_step=False, precision=None,
+                 dtype=torch.float32):
+    """Logits, attention and every gradient of one teacher-forced pass of a small
+    input-feeding decoder (dropout 0.3), with fixed inputs and random output weights."""
+    torch.manual_seed(0)
+    dec = RNNDecoder(V, "lstm", 8, H, 1, 0.3, attention, 16, input_feeding=True, copy=copy,
+                     context_every_step=every_step).to(dtype)
+    dec.fused_loop = fused
+    dec.train(train)
+    g = torch.Generator().manual_seed(1)
+    memory = torch.randn(B, S, 16, generator=g, dtype=dtype, requires_grad=True)
+    mask = torch.arange(S)[None] < LENGTHS[:, None]
+    h0 = torch.randn(1, B, H, generator=g, dtype=dtype, requires_grad=True)
+    c0 = torch.randn(1, B, H, generator=g, dtype=dtype, requires_grad=True)
+    tgt = torch.randint(3, V, (B, T), generator=g)
+    context = torch.randn(B, 16, generator=g, dtype=dtype) if every_step else None
+    src_ext = torch.randint(3, V + 4, (B, S), generator=g) if copy else None
+    torch.manual_seed(5)                                      # the same dropout masks on both paths
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        state = dec.init_state(EncoderOutput(memory, None, mask), (h0, c0), context, src_ext)
+        logits, weights = dec(tgt, state, return_attention=True)
+    finite = torch.isfinite(logits.float())
+    loss = (logits.float()[finite] * torch.randn(int(finite.sum()), generator=g)).sum() \
+        + (weights.float() * torch.randn(weights.shape, generator=g)).sum()
+    loss.backward()
+    grads = {n: p.grad for n, p in dec.named_parameters() if p.grad is not None}
+    grads.update(memory=memory.grad, h0=h0.grad, c0=c0.grad)
+    return logits.detach().float(), weights.detach().float(), grads
+
+
+def rel(a, b):
+    return float((a.float() - b.float()).abs().max() / (b.float().abs().max() + 1e-12))
+
+
+@pytest.mark.parametrize("attention", ["luong_concat", "luong_dot", "luong_general"])
+@pytest.mark.parametrize("extra", [{}, {"train": False}, {"copy": True}, {"every_step": True}],
+                         ids=["dropout", "eval", "copy", "context_every_step"])
+def test_fused_loop_equals_autograd_loop(attention, extra):
+    fused, plain = decoder_pass(attention, True, **extra), decoder_pass(attention, False, **extra)
+    finite = torch.isfinite(plain[0])
+    assert torch.equal(finite, torch.isfinite(fused[0]))
+    assert torch.allclose(fused[0][finite], plain[0][finite], atol=1e-5)
+    assert torch.allclose(fused[1], plain[1], atol=1e-6)
+    assert fused[2].keys() == plain[2].keys()
+    for name, grad in plain[2].items():
+        assert rel(fused[2][name], grad) < 1e-4, name
+
+
+@pytest.mark.parametrize("attention", ["luong_concat", "luong_dot"])
+def test_fused_loop_under_bf16_autocast(attention):
+    fused, plain = decoder_pass(attention, True, precision="bf16"), decoder_pass(attention, False, precision="bf16")
+    assert (fused[0] - plain[0]).abs().max() < 0.05
+    for name, grad in plain[2].items():
+        assert rel(fused[2][name], grad) < 0.1, name
+
+
+def loop_inputs(additive: bool, dropout: bool, L=3, h=4, s=5, b=3, t=4):
+    """Float64 inputs of :func:`input_feeding_loop` (the last source position of row 1 padded)."""
+    g = torch.Generator().manual_seed(2)
+    r = lambda *shape: (torch.randn(*shape, generator=g, dtype=torch.float64) * 0.5).requires_grad_()  # noqa: E731
+    a = h + 1 if additive else h
+    neg_mask = torch.zeros(b, s, dtype=torch.float64)
+    neg_mask[1, -1] = float("-inf")
+    keep = (torch.rand(b, t, h, generator=g) > 0.3).double() / 0.7 if dropout else None
+    scorer = (r(a, h), r(a), r(a)) if additive else (None, None, None)
+    return (r(b, t, L), r(4 * h, L), r(4 * h), r(b, h), r(b, h), r(4 * h, h), r(4 * h, h), r(b, s, a), r(b, s, h),
+            r(h, h), r(h), *scorer, neg_mask, keep, Workspace())
+
+
+@pytest.mark.parametrize("additive,dropout", [(True, True), (False, False), (False, True)])
+def test_backward_matches_finite_differences(additive, dropout):
+    args = loop_inputs(additive, dropout)
+    assert torch.autograd.gradcheck(lambda *xs: input_feeding_loop(*xs, *args[13:]), args[:13])
+
+
+def test_workspace_buffers_return_and_are_reused():
+    args = loop_inputs(True, True)
+    ws = args[-1]
+    with torch.no_grad():
+        input_feeding_loop(*args)
+    assert len(ws.free) > 0                                     # no graph: all returned at once
+    before = {t.data_ptr() for t in ws.free}
+    out, weights = input_feeding_loop(*args)
+    saved = len(ws.free)
+    (out.sum() + weights.sum()).backward(retain_graph=True)
+    first = [a.grad.clone() for a in args[:13] if a.grad is not None]
+    for a in args[:13]:
+        a.grad = None
+    (out.sum() + weights.sum()).backward()                      # saved buffers still intact
+    assert all(torch.equal(x, a.grad) for x, a in zip(first, [a for a in args[:13] if a.grad is not None]))
+    del out, weights
+    gc.collect()
+    assert len(ws.free) > saved                                 # the graph's buffers came back
+    assert before <= {t.data_ptr() for t in ws.free}
+
+
+def test_inconsistent_shapes_are_named():
+    args = list(loop_inputs(False, False))
+    args[5] = torch.zeros(3, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="w_feed"):
+        input_feeding_loop(*args)
