@@ -39,7 +39,10 @@ runs a teacher-forced target.  Without input feeding and with Luong attention or
 none, nothing depends on the previous step's output, so the whole target goes
 through the RNN in one call and attention is one batched matrix product: the fast
 training path.  Otherwise the loop runs the cell equations on precomputed input
-products (see :mod:`seq2seq.modules.rnn`).
+products (see :mod:`seq2seq.modules.rnn`); for the common input-feeding case (one
+LSTM layer, Luong attention, no coverage) that loop is
+:class:`~seq2seq.modules.input_feeding.InputFeedingLoop`, whose backward through
+time is written by hand (:attr:`RNNDecoder.fused_loop`).
 """
 
 from __future__ import annotations
