@@ -191,10 +191,11 @@ class InputFeedingLoop(torch.autograd.Function):
         same = cd == f32
         for t in range(T):
             a = acts[t]
+            gates = g0[t] if t == 0 else torch.addmm(g0[t], x[t, :, :H], w_feed_t)   # o_0 = 0: no product
             if same:
-                torch.addmm(g0[t], x[t, :, :H], w_feed_t, out=a).addmm_(x[t, :, H:], w_hh_t)
+                torch.addmm(gates, x[t, :, H:], w_hh_t, out=a)
             else:
-                a.copy_(torch.addmm(g0[t], x[t, :, :H], w_feed_t).addmm_(x[t, :, H:], w_hh_t))
+                a.copy_(torch.addmm(gates, x[t, :, H:], w_hh_t))
             a[:, 2 * H:3 * H].mul_(2)
             a.sigmoid_()
             i, f, g, o = a.chunk(4, dim=1)
@@ -311,7 +312,8 @@ class InputFeedingLoop(torch.autograd.Function):
             torch.mul(d_h, fac[t, :, 3], out=dg[:, 3])
             d_c.mul_(f[t])
             dg_cd = d_gates[t].to(cd)
-            d_feed = torch.mm(dg_cd, w_feed).to(f32)                           # (B, H)
+            if t > 0:                                                          # o_0 is a constant
+                d_feed = torch.mm(dg_cd, w_feed).to(f32)                       # (B, H)
             d_h_next = torch.mm(dg_cd, w_hh).to(f32)
 
         # Weight gradients: one product each over all T * B positions.
@@ -319,7 +321,7 @@ class InputFeedingLoop(torch.autograd.Function):
         flat = lambda y: y.reshape(T * B, -1)  # noqa: E731
         d_pre_cd = d_pre.to(cd)
         d_gates_cd = flat(d_gates.to(cd))
-        d_w_feed = torch.mm(d_gates_cd.t(), flat(x[:T])[:, :H])
+        d_w_feed = torch.mm(d_gates_cd[B:].t(), x[1:T].reshape(-1, 2 * H)[:, :H])  # o_0 = 0 adds nothing
         d_w_hh = torch.mm(d_gates_cd.t(), flat(x[:T])[:, H:])
         d_w_lead = torch.mm(d_gates_cd.t(), flat(lead_t))
         d_b_lead = d_gates.sum((0, 1))
