@@ -7,9 +7,10 @@ backward replays them one by one and computes every weight gradient as a small
 per-step product.  :class:`InputFeedingLoop` runs the same equations with the
 graph kept by hand, as cuDNN does for its RNNs:
 
-- forward: per step one (B x 2H) x (2H x 4H) product for ``[o_{t-1}; h_{t-1}]``
-  (the embedding part of the gates comes precomputed for the whole target), the
-  LSTM cell, attention with the new state h_t and
+- forward: the gates' part from the leading inputs (the embeddings e(y_{t-1}))
+  for all positions in one product; then per step the products of o_{t-1} (none
+  at t = 0, where it is 0) and h_{t-1}, the LSTM cell, attention with the new
+  state h_t and
   ``o_t = tanh(W_ch h_t + b_c + sum_j a_tj P_j)`` (eq. 5), where the caller has
   applied the context half of W_c to the source states once: P_j = W_cc h_j;
 - backward: per step only the products that carry the gradient back in time;
@@ -19,7 +20,7 @@ graph kept by hand, as cuDNN does for its RNNs:
 
 Equations, per step t (PyTorch's LSTM gate order i, f, g, o):
 
-    gates = G0_t + W_rec [o_{t-1}; h_{t-1}]        G0_t = W_ih,e e(y_{t-1}) + b
+    gates = G0_t + W_feed o_{t-1} + W_hh h_{t-1}    G0_t = W_lead [e(y_{t-1}); c] + b
     c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
     e_tj = score(h_t, k_j),      a_t = softmax_j(e_tj)  (0 on padding)
     o_t = tanh(W_ch h_t + b_c + sum_j a_tj P_j)
@@ -31,7 +32,7 @@ k_j = W_a h_j).
 
 Every tanh is computed as 2 sigmoid(2x) - 1 (torch's CPU sigmoid is several
 times faster than its tanh, see :mod:`seq2seq.modules.activations`), with the
-factor 2 folded into the weights once per call, and the additive score drops the
+factor 2 carried by the products' alpha and beta, and the additive score drops the
 constant -sum(v), which the softmax cancels.  Matrix products run in the dtype of
 the weights passed in (the autocast dtype under mixed precision); the cell, the
 softmax and all element-wise gradients in float32.
@@ -286,13 +287,15 @@ class InputFeedingLoop(torch.autograd.Function):
         d_h_next = acts.new_zeros(B, H)
         d_feed = acts.new_zeros(B, H)
         d_c = acts.new_zeros(B, H)
-        mp = memory_proj.to(cd)
+        # (B, H, S): a (1 x H)(H x S) product per row runs several times faster here
+        # than the (S x H)(H x 1) one (measured 14 against 81 us at B 64, S 10, H 256).
+        mp_t = memory_proj.to(cd).transpose(1, 2)
         keys_c = keys.to(cd)
         for t in range(T - 1, -1, -1):
             dp = d_pre[t].addcmul_(d_feed, d_pre_d_o[t])                       # d pre_t
             dp_cd = dp.to(cd)
             d_h = _add_mm(d_h_next, dp_cd, w_ch)
-            d_a = torch.bmm(mp, dp_cd.unsqueeze(2)).squeeze(2).to(f32)         # (B, S)
+            d_a = torch.bmm(dp_cd.unsqueeze(1), mp_t).squeeze(1).to(f32)       # (B, S)
             if d_w_in is not None:
                 d_a.add_(d_w_in[t])
             a = weights[t]
