@@ -5,6 +5,7 @@ import gc
 import pytest
 import torch
 
+from seq2seq.modules import decoders, rnn
 from seq2seq.modules.decoders import RNNDecoder
 from seq2seq.modules.encoders import EncoderOutput
 from seq2seq.modules.input_feeding import Workspace, input_feeding_loop
@@ -13,20 +14,31 @@ B, S, T, H, V = 5, 7, 6, 16, 20
 LENGTHS = torch.tensor([7, 3, 5, 1, 7])
 
 
+def fixed_layer_dropout(monkeypatch, layers):
+    """Give both paths the same masks between layers: the fused loop draws them for all
+    positions at once, the autograd loop one position and layer at a time."""
+    masks = (torch.rand(layers - 1, B, T, H, generator=torch.Generator().manual_seed(3)) > 0.3).float() / 0.7
+    order = iter([masks[k, :, t] for t in range(T) for k in range(layers - 1)])
+    real = decoders.dropout_mask
+    monkeypatch.setattr(rnn, "dropout_mask", lambda shape, p, like: next(order))
+    monkeypatch.setattr(decoders, "dropout_mask",
+                        lambda shape, p, like: masks if tuple(shape) == tuple(masks.shape) else real(shape, p, like))
+
+
 def decoder_pass(attention, fused, train=True, copy=False, every_step=False, precision=None,
-                 dtype=torch.float32):
+                 dtype=torch.float32, layers=1):
     """Logits, attention and every gradient of one teacher-forced pass of a small
     input-feeding decoder (dropout 0.3), with fixed inputs and random output weights."""
     torch.manual_seed(0)
-    dec = RNNDecoder(V, "lstm", 8, H, 1, 0.3, attention, 16, input_feeding=True, copy=copy,
+    dec = RNNDecoder(V, "lstm", 8, H, layers, 0.3, attention, 16, input_feeding=True, copy=copy,
                      context_every_step=every_step).to(dtype)
     dec.fused_loop = fused
     dec.train(train)
     g = torch.Generator().manual_seed(1)
     memory = torch.randn(B, S, 16, generator=g, dtype=dtype, requires_grad=True)
     mask = torch.arange(S)[None] < LENGTHS[:, None]
-    h0 = torch.randn(1, B, H, generator=g, dtype=dtype, requires_grad=True)
-    c0 = torch.randn(1, B, H, generator=g, dtype=dtype, requires_grad=True)
+    h0 = torch.randn(layers, B, H, generator=g, dtype=dtype, requires_grad=True)
+    c0 = torch.randn(layers, B, H, generator=g, dtype=dtype, requires_grad=True)
     tgt = torch.randint(3, V, (B, T), generator=g)
     context = torch.randn(B, 16, generator=g, dtype=dtype) if every_step else None
     src_ext = torch.randint(3, V + 4, (B, S), generator=g) if copy else None
@@ -48,9 +60,12 @@ def rel(a, b):
 
 
 @pytest.mark.parametrize("attention", ["luong_concat", "luong_dot", "luong_general"])
-@pytest.mark.parametrize("extra", [{}, {"train": False}, {"copy": True}, {"every_step": True}],
-                         ids=["dropout", "eval", "copy", "context_every_step"])
-def test_fused_loop_equals_autograd_loop(attention, extra):
+@pytest.mark.parametrize("extra", [{}, {"train": False}, {"copy": True}, {"every_step": True}, {"layers": 3},
+                                   {"layers": 2, "train": False}],
+                         ids=["dropout", "eval", "copy", "context_every_step", "3_layers", "2_layers_eval"])
+def test_fused_loop_equals_autograd_loop(attention, extra, monkeypatch):
+    if extra.get("layers", 1) > 1 and extra.get("train", True):
+        fixed_layer_dropout(monkeypatch, extra["layers"])
     fused, plain = decoder_pass(attention, True, **extra), decoder_pass(attention, False, **extra)
     finite = torch.isfinite(plain[0])
     assert torch.equal(finite, torch.isfinite(fused[0]))
@@ -69,23 +84,36 @@ def test_fused_loop_under_bf16_autocast(attention):
         assert rel(fused[2][name], grad) < 0.1, name
 
 
-def loop_inputs(additive: bool, dropout: bool, L=3, h=4, s=5, b=3, t=4):
-    """Float64 inputs of :func:`input_feeding_loop` (the last source position of row 1 padded)."""
+def loop_inputs(additive: bool, dropout: bool, layers=1, L=3, h=4, s=5, b=3, t=4):
+    """Float64 inputs of :func:`input_feeding_loop` (the last source position of row 1 padded):
+    16 differentiable ones (None where unused), then neg_mask, keep, keep_up, workspace."""
     g = torch.Generator().manual_seed(2)
     r = lambda *shape: (torch.randn(*shape, generator=g, dtype=torch.float64) * 0.5).requires_grad_()  # noqa: E731
     a = h + 1 if additive else h
     neg_mask = torch.zeros(b, s, dtype=torch.float64)
     neg_mask[1, -1] = float("-inf")
-    keep = (torch.rand(b, t, h, generator=g) > 0.3).double() / 0.7 if dropout else None
+    mask = lambda *shape: (torch.rand(*shape, generator=g) > 0.3).double() / 0.7  # noqa: E731
+    keep = mask(b, t, h) if dropout else None
+    keep_up = mask(layers - 1, b, t, h) if dropout and layers > 1 else None
+    up = (r(layers - 1, 4 * h, h), r(layers - 1, 4 * h)) if layers > 1 else (None, None)
     scorer = (r(a, h), r(a), r(a)) if additive else (None, None, None)
-    return (r(b, t, L), r(4 * h, L), r(4 * h), r(b, h), r(b, h), r(4 * h, h), r(4 * h, h), r(b, s, a), r(b, s, h),
-            r(h, h), r(h), *scorer, neg_mask, keep, Workspace())
+    return (r(b, t, L), r(4 * h, L), r(4 * h), r(layers, b, h), r(layers, b, h), r(4 * h, h), r(layers, 4 * h, h),
+            *up, r(b, s, a), r(b, s, h), r(h, h), r(h), *scorer, neg_mask, keep, keep_up, Workspace())
 
 
-@pytest.mark.parametrize("additive,dropout", [(True, True), (False, False), (False, True)])
-def test_backward_matches_finite_differences(additive, dropout):
-    args = loop_inputs(additive, dropout)
-    assert torch.autograd.gradcheck(lambda *xs: input_feeding_loop(*xs, *args[13:]), args[:13])
+@pytest.mark.parametrize("additive,dropout,layers", [(True, True, 1), (False, False, 1), (False, True, 1),
+                                                     (True, True, 2), (False, False, 3)])
+def test_backward_matches_finite_differences(additive, dropout, layers):
+    args = loop_inputs(additive, dropout, layers)
+    grads = [k for k in range(16) if args[k] is not None]
+
+    def loop(*xs):
+        full = list(args)
+        for k, x in zip(grads, xs):
+            full[k] = x
+        return input_feeding_loop(*full)
+
+    assert torch.autograd.gradcheck(loop, [args[k] for k in grads])
 
 
 def test_workspace_buffers_return_and_are_reused():
@@ -98,11 +126,12 @@ def test_workspace_buffers_return_and_are_reused():
     out, weights = input_feeding_loop(*args)
     saved = len(ws.free)
     (out.sum() + weights.sum()).backward(retain_graph=True)
-    first = [a.grad.clone() for a in args[:13] if a.grad is not None]
-    for a in args[:13]:
+    params = [a for a in args[:16] if a is not None]
+    first = [a.grad.clone() for a in params]
+    for a in params:
         a.grad = None
     (out.sum() + weights.sum()).backward()                      # saved buffers still intact
-    assert all(torch.equal(x, a.grad) for x, a in zip(first, [a for a in args[:13] if a.grad is not None]))
+    assert all(torch.equal(x, a.grad) for x, a in zip(first, params))
     del out, weights
     gc.collect()
     assert len(ws.free) > saved                                 # the graph's buffers came back

@@ -39,8 +39,8 @@ runs a teacher-forced target.  Without input feeding and with Luong attention or
 none, nothing depends on the previous step's output, so the whole target goes
 through the RNN in one call and attention is one batched matrix product: the fast
 training path.  Otherwise the loop runs the cell equations on precomputed input
-products (see :mod:`seq2seq.modules.rnn`); for the common input-feeding case (one
-LSTM layer, Luong attention, no coverage) that loop is
+products (see :mod:`seq2seq.modules.rnn`); for the common input-feeding case (LSTM
+layers, Luong attention, no coverage) that loop is
 :class:`~seq2seq.modules.input_feeding.InputFeedingLoop`, whose backward through
 time is written by hand (:attr:`RNNDecoder.fused_loop`).
 """
@@ -399,10 +399,10 @@ class RNNDecoder(nn.Module):
         return self._output(o, emb, weights, state), state, weights
 
     def _fusable(self) -> bool:
-        """Whether the teacher-forced loop can run as :class:`InputFeedingLoop`: a
-        one-layer LSTM with input feeding and Luong attention, without coverage."""
-        return (isinstance(self.rnn, nn.LSTM) and self.rnn.num_layers == 1 and self.input_feeding
-                and self.attention is not None and not self.coverage)
+        """Whether the teacher-forced loop can run as :class:`InputFeedingLoop`: an LSTM
+        (any number of layers) with input feeding and Luong attention, without coverage."""
+        return (isinstance(self.rnn, nn.LSTM) and self.input_feeding and self.attention is not None
+                and not self.coverage)
 
     def _input_feeding_loop(self, lead: Tensor, state: DecoderState, step_weights: tuple[CellWeights, Tensor],
                             keep: Optional[Tensor]) -> tuple[Tensor, Tensor]:
@@ -414,6 +414,16 @@ class RNNDecoder(nn.Module):
         cell, w_ch = step_weights
         cast = autocast_cast(w_ch)
         dtype = cell.w_hh_t[0].dtype
+        layers = cell.layers
+        if layers == 1:
+            w_hh, w_up, b_up = cell.w_hh_t[0].t().unsqueeze(0), None, None
+        else:
+            w_hh = torch.stack([w.t() for w in cell.w_hh_t])                  # (N, 4H, H)
+            w_up = torch.stack([w.t() for w in cell.w_in_t[1:]])             # (N - 1, 4H, H)
+            b_up = cast(torch.stack(cell.b_in[1:]))                          # (N - 1, 4H)
+        keep_up = None                                                       # dropout between layers
+        if layers > 1 and cell.training and cell.dropout > 0:
+            keep_up = dropout_mask((layers - 1, lead.size(0), lead.size(1), self.hidden_size), cell.dropout, lead)
         att = self.attention
         if isinstance(att, AdditiveAttention):
             scorer = (cast(att.query_layer.weight), cast(att.query_layer.bias), cast(att.energy.weight[0]))
@@ -421,10 +431,10 @@ class RNNDecoder(nn.Module):
             scorer = (None, None, None)
         neg_mask = torch.zeros(state.mask.shape, dtype=torch.promote_types(dtype, torch.float32),
                                device=state.mask.device).masked_fill_(~state.mask, float("-inf"))
-        h0, c0 = (s[0] for s in state.hidden)
+        h0, c0 = state.hidden
         return input_feeding_loop(lead.to(dtype), cast(cell.w_lead), cast(cell.b_lead), h0, c0, cell.w_in_t[0].t(),
-                                  cell.w_hh_t[0].t(), state.keys.to(dtype), state.memory_proj.to(dtype), w_ch,
-                                  cast(self.combine.bias), *scorer, neg_mask, keep, self.workspace)
+                                  w_hh, w_up, b_up, state.keys.to(dtype), state.memory_proj.to(dtype), w_ch,
+                                  cast(self.combine.bias), *scorer, neg_mask, keep, keep_up, self.workspace)
 
     def _lookup_gates(self, prev_tokens: Tensor, state: DecoderState) -> bool:
         """Whether :meth:`step` reads its input gates from the per-token table: in
