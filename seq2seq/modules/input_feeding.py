@@ -100,11 +100,6 @@ def _add_mm(acc: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return acc + torch.mm(a.to(b.dtype), b).to(acc.dtype)
 
 
-def _store(dst: Tensor, value: Tensor) -> Tensor:
-    """Copy value into dst (any dtype); returns dst."""
-    return dst.copy_(value)
-
-
 class InputFeedingLoop(torch.autograd.Function):
     """Teacher-forced input-feeding LSTM decoder with Luong attention, N stacked layers.
 
@@ -228,7 +223,7 @@ class InputFeedingLoop(torch.autograd.Function):
                 c = torch.addcmul(f * cs[layer, t], i, g, out=cs[layer, t + 1])
                 tc = torch.mul(c, 2, out=tcs[layer, t]).sigmoid_().mul_(2).sub_(1)
                 h_slot = hs[layer, t + 1]
-                h = torch.mul(o, tc, out=h_slot) if same else _store(h_slot, o * tc)
+                h = torch.mul(o, tc, out=h_slot) if same else h_slot.copy_(o * tc)
             if additive:
                 q = torch.addmm(b_q, h, w_q_t, beta=2, alpha=2)      # 2 (W_q h + b_q): (B, A)
                 z = energy[t]
