@@ -90,28 +90,31 @@ def oracle_error_rates(nbest: Sequence[Sequence[Sequence[str]]], refs: Sequence[
     return 100.0 * wrong / max(1, len(nbest)), 100.0 * errors / max(1, length)
 
 
-def bleu(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> tuple[float, str]:
+def bleu(hyps: Sequence[str], refs: Sequence[Sequence[str]], lowercase: bool = False) -> tuple[float, str]:
     """Corpus BLEU (sacrebleu defaults: 13a tokenisation, exp smoothing) and its signature.
 
     Args:
         hyps: detokenised hypotheses.
         refs: per hypothesis, its references (they may differ in number).
+        lowercase: compare case-insensitively (sacrebleu's ``-lc``; signature ``case:lc``),
+            for models trained on lower-cased text.
     """
     import sacrebleu
 
     _check(hyps, refs)
     streams = _reference_streams(refs)
-    metric = sacrebleu.metrics.BLEU()
+    metric = sacrebleu.metrics.BLEU(lowercase=lowercase)
     score = metric.corpus_score(list(hyps), streams)
     return score.score, str(metric.get_signature())
 
 
-def chrf(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> tuple[float, str]:
-    """Corpus chrF (sacrebleu defaults: chrF2, character 6-grams) and its signature."""
+def chrf(hyps: Sequence[str], refs: Sequence[Sequence[str]], lowercase: bool = False) -> tuple[float, str]:
+    """Corpus chrF (sacrebleu defaults: chrF2, character 6-grams) and its signature;
+    ``lowercase`` as in :func:`bleu`."""
     import sacrebleu
 
     _check(hyps, refs)
-    metric = sacrebleu.metrics.CHRF()
+    metric = sacrebleu.metrics.CHRF(lowercase=lowercase)
     score = metric.corpus_score(list(hyps), _reference_streams(refs))
     return score.score, str(metric.get_signature())
 
@@ -124,12 +127,13 @@ def _reference_streams(refs: Sequence[Sequence[str]]) -> list[list]:
 
 def compute_metrics(names: Sequence[str], hyp_tokens: Sequence[Sequence[str]],
                     ref_tokens: Sequence[Sequence[Sequence[str]]], hyp_text: Sequence[str],
-                    ref_text: Sequence[Sequence[str]]) -> dict[str, float | str]:
+                    ref_text: Sequence[Sequence[str]], lowercase: bool = False) -> dict[str, float | str]:
     """Compute the named metrics (see :data:`METRICS`).
 
     Token-level metrics (accuracy, WER, PER) use the token lists; BLEU and chrF
-    the detokenised text.  BLEU/chrF signatures are returned under
-    ``bleu_signature`` / ``chrf_signature``.
+    the detokenised text, case-insensitively when ``lowercase`` (a model trained with
+    ``data.lowercase`` against the raw references).  BLEU/chrF signatures are
+    returned under ``bleu_signature`` / ``chrf_signature``.
     """
     out: dict[str, float | str] = {}
     for name in names:
@@ -140,9 +144,9 @@ def compute_metrics(names: Sequence[str], hyp_tokens: Sequence[Sequence[str]],
         elif name == "per":
             out[name] = phoneme_error_rate(hyp_tokens, ref_tokens)
         elif name == "bleu":
-            out["bleu"], out["bleu_signature"] = bleu(hyp_text, ref_text)
+            out["bleu"], out["bleu_signature"] = bleu(hyp_text, ref_text, lowercase)
         elif name == "chrf":
-            out["chrf"], out["chrf_signature"] = chrf(hyp_text, ref_text)
+            out["chrf"], out["chrf_signature"] = chrf(hyp_text, ref_text, lowercase)
         else:
             raise ValueError(f"unknown metric {name!r}")
     return out

@@ -180,7 +180,8 @@ def evaluate_split(model: EncoderDecoder, corpus: Corpus, split: Split, metrics:
     ref_tokens = [[corpus.tgt_tokenizer.encode(r) for r in e.references] for e in split.examples]
     hyp_text = [corpus.tgt_tokenizer.decode(t) for t in hyp_tokens]
     ref_text = [e.references for e in split.examples]
-    results.update(compute_metrics(metrics, hyp_tokens, ref_tokens, hyp_text, ref_text))
+    results.update(compute_metrics(metrics, hyp_tokens, ref_tokens, hyp_text, ref_text,
+                                   lowercase=corpus.tgt_tokenizer.lowercase))
     if any(len(h) > 1 for h in nbest) and ("wer" in metrics or "per" in metrics):
         lists = [[v.decode(x.tokens, o) for x in h] for h, o in zip(nbest, oovs)]
         results["oracle_wer"], results["oracle_per"] = oracle_error_rates(lists, ref_tokens)

@@ -36,6 +36,21 @@ def test_bleu_and_chrf_match_sacrebleu():
     assert c == pytest.approx(sacrebleu.corpus_chrf(hyps, [[r[0] for r in refs]]).score)
 
 
+def test_lowercase_bleu_and_chrf_ignore_case():
+    from seq2seq.metrics import compute_metrics
+
+    hyps = ["the cat sat on the mat"]                       # a model trained on lower-cased text
+    refs = [["The Cat sat on the mat"]]
+    cased, _ = bleu(hyps, refs)
+    low, sig = bleu(hyps, refs, lowercase=True)
+    assert cased < 100 and low == pytest.approx(100.0) and "case:lc" in sig
+    assert chrf(hyps, refs, lowercase=True)[0] == pytest.approx(100.0)
+    assert chrf(hyps, refs)[0] < 100
+    out = compute_metrics(["bleu", "chrf"], [h.split() for h in hyps], [[r.split() for r in rs] for rs in refs],
+                          hyps, refs, lowercase=True)
+    assert out["bleu"] == pytest.approx(100.0) and "case:lc" in out["chrf_signature"]
+
+
 def test_mismatched_lengths_raise():
     with pytest.raises(ValueError):
         word_error_rate([["A"]], [])
