@@ -138,6 +138,15 @@ def test_workspace_buffers_return_and_are_reused():
     assert before <= {t.data_ptr() for t in ws.free}
 
 
+def test_workspace_is_bounded_in_bytes(monkeypatch):
+    ws = Workspace()
+    monkeypatch.setattr(Workspace, "MAX_FREE_BYTES", 1000)
+    small, big = ws.take((10,), torch.float32, torch.device("cpu")), ws.take((300,), torch.float32,
+                                                                            torch.device("cpu"))
+    ws.give(small, big)                                         # 12 + 375 floats with headroom: > 1000 bytes
+    assert [t.numel() for t in ws.free] == [small._base.numel()]
+
+
 def test_inconsistent_shapes_are_named():
     args = list(loop_inputs(False, False))
     args[5] = torch.zeros(3, 3, dtype=torch.float64)

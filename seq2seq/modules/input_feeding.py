@@ -67,7 +67,8 @@ class Workspace:
     overwrite saved values, also with ``retain_graph``.
     """
 
-    MAX_FREE = 48
+    MAX_FREE = 48                      # buffers kept at most ...
+    MAX_FREE_BYTES = 256 * 2 ** 20     # ... and bytes: larger working sets are freed as usual
 
     def __init__(self):
         self.free: list[Tensor] = []
@@ -91,6 +92,11 @@ class Workspace:
         if len(self.free) > self.MAX_FREE:
             self.free.sort(key=Tensor.numel)
             del self.free[:len(self.free) - self.MAX_FREE]
+        nbytes = lambda t: t.numel() * t.element_size()  # noqa: E731
+        total = sum(map(nbytes, self.free))
+        while total > self.MAX_FREE_BYTES:                     # drop the largest first
+            largest = max(range(len(self.free)), key=lambda k: nbytes(self.free[k]))
+            total -= nbytes(self.free.pop(largest))
 
 
 def _add_mm(acc: Tensor, a: Tensor, b: Tensor) -> Tensor:
