@@ -39,12 +39,10 @@ the weights passed in (the autocast dtype under mixed precision); the cell, the
 softmax and all element-wise gradients in float32.
 
 Buffers come from a :class:`Workspace` kept by the decoder, so the next batch
-reuses the memory instead of faulting fresh pages in.  Measured on the 2-core
-CPU VM, where a first touch costs about 10 us per 4 KiB page: the loop alone
-(B 64, T 9, H 256) took 16.7 instead of 21.6 ms for its backward when the
-(T, B, 4H) gate gradients came from the workspace; in the training benchmark,
-where glibc mostly hands back the previous step's memory anyway, three
-interleaved A/B runs gave +6%, +3% and -5% tokens/s (within the noise).
+reuses the memory instead of faulting fresh pages in (about 10 us per 4 KiB page
+on the 2-core CPU VM).  Measured with ``benchmarks/input_feeding_micro.py`` at
+G2P sizes, where glibc mostly hands back the previous call's memory anyway, the
+gain is small: forward + backward 24.54 against 24.73 ms.
 """
 
 from __future__ import annotations
@@ -156,11 +154,10 @@ class InputFeedingLoop(torch.autograd.Function):
         B, T, L = lead.shape
         G = w_lead.size(0)
         H, S, A, N = G // 4, keys.size(1), keys.size(2), w_hh.size(0)
-        up = (N - 1, G, H)
         if (w_lead.shape != (G, L) or w_feed.shape != (G, H) or w_hh.shape != (N, G, H) or h0.shape != (N, B, H)
                 or c0.shape != (N, B, H) or memory_proj.shape != (B, S, H) or neg_mask.shape != (B, S)
                 or w_ch.shape != (H, H) or (keep is not None and keep.shape != (B, T, H))
-                or (N > 1 and (w_up is None or w_up.shape != up or b_up.shape != (N - 1, G)))
+                or (N > 1 and (w_up is None or w_up.shape != (N - 1, G, H) or b_up.shape != (N - 1, G)))
                 or (keep_up is not None and keep_up.shape != (N - 1, B, T, H))):
             raise ValueError(f"InputFeedingLoop: inconsistent shapes: lead {tuple(lead.shape)}, w_lead "
                              f"{tuple(w_lead.shape)}, w_feed {tuple(w_feed.shape)}, w_hh {tuple(w_hh.shape)}, "
@@ -177,11 +174,11 @@ class InputFeedingLoop(torch.autograd.Function):
         w_feed_t, w_hh_t, w_ch_t = w_feed.t(), w_hh.transpose(1, 2), w_ch.t()
         w_up_t = w_up.transpose(1, 2) if N > 1 else None
         # The factor 2 of tanh(x) = 2 sigmoid(2x) - 1 rides on the products' alpha and beta.
+        keys, memory_proj = keys.to(cd), memory_proj.to(cd)
         if additive:
             w_q_t, v2 = w_q.t(), (2 * v).to(f32).unsqueeze(1)       # (H, A), (A, 1)
         else:
-            keys_t = keys.to(cd).transpose(1, 2)                    # (B, A, S)
-        keys, memory_proj = keys.to(cd), memory_proj.to(cd)
+            keys_t = keys.transpose(1, 2)                           # (B, A, S)
         keep2, neg_keep = take(T, B, H), take(T, B, H)              # o_t = keep (2 s - 1)
         if keep is not None:
             torch.mul(keep.transpose(0, 1), 2, out=keep2)
@@ -282,7 +279,7 @@ class InputFeedingLoop(torch.autograd.Function):
 
         # Derivative factors for all layers and positions at once.
         i, f, g, o = acts.chunk(4, dim=3)                                      # (N, T, B, H) views
-        tc = tcs
+        tc = tcs                                                               # tanh(c_t)
         fac = take(N, T, B, 4, H)             # d gates / d c_t for i, f, g;  d gates_o / d h_t
         torch.mul(g, i - i * i, out=fac[..., 0, :])                            # g i (1 - i)
         torch.mul(cs[:, :-1], f - f * f, out=fac[..., 1, :])                   # c_{t-1} f (1 - f)
@@ -313,7 +310,7 @@ class InputFeedingLoop(torch.autograd.Function):
         d_c = acts.new_zeros(N, B, H)
         d_feed = acts.new_zeros(B, H)
         # (B, H, S): a (1 x H)(H x S) product per row runs several times faster here
-        # than the (S x H)(H x 1) one (measured 14 against 81 us at B 64, S 10, H 256).
+        # than the (S x H)(H x 1) one (benchmarks/input_feeding_micro.py times both).
         mp_t = memory_proj.to(cd).transpose(1, 2)
         keys_c = keys.to(cd)
         for t in range(T - 1, -1, -1):
