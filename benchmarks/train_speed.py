@@ -179,6 +179,9 @@ def flop_bound(dataset, sv, tv, batch_size: int, batches: int = 100) -> dict:
 
 
 VARIANTS = ["identical", "identical_bf16", "tutorial", "default", "default_bf16", "onmt"]
+# On request only (--only): the input-feeding loop under autograd instead of InputFeedingLoop,
+# and configs/presets/luong2015.yaml (two layers) both ways.
+ABLATIONS = ["identical_autograd", "identical_bf16_autograd", "luong2015", "luong2015_autograd"]
 
 
 def main(argv=None) -> None:
@@ -191,7 +194,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--onmt-env", default=os.environ.get("ONMT_ENV", "/work/peers/onmt"))
     p.add_argument("--skip-onmt", action="store_true")
-    p.add_argument("--only", nargs="+", choices=VARIANTS)
+    p.add_argument("--only", nargs="+", choices=VARIANTS + ABLATIONS)
     p.add_argument("--no-bound", action="store_true", help="skip the FLOP count and matrix-product timing")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
@@ -204,12 +207,16 @@ def main(argv=None) -> None:
         todo = [n for n in todo if n != "onmt"]
     timers, params = {}, {}
     for name in todo:
-        if name in ("identical", "identical_bf16"):
-            model, step = build_ours(IDENTICAL, sv, tv, "bf16" if name.endswith("bf16") else "fp32")
+        precision = "bf16" if "bf16" in name else "fp32"
+        if name.startswith("identical") or name.startswith("luong2015"):
+            model_cfg = IDENTICAL if name.startswith("identical") else \
+                load_config(HERE.parent / "configs" / "presets" / "luong2015.yaml").model
+            model, step = build_ours(model_cfg, sv, tv, precision)
+            model.decoder.fused_loop = not name.endswith("_autograd")
             timers[name] = Timer(step, dataset, args.batch_size)
         elif name.startswith("default"):
             cfg = load_config(HERE.parent / "configs" / "g2p_cmudict.yaml")
-            model, step = build_ours(cfg.model, sv, tv, "bf16" if name.endswith("bf16") else "fp32")
+            model, step = build_ours(cfg.model, sv, tv, precision)
             timers[name] = Timer(step, dataset, cfg.training.batch_size)
         elif name == "tutorial":
             model, step = build_tutorial(sv, tv)
@@ -247,14 +254,16 @@ def main(argv=None) -> None:
         rounds = " ".join(f"{x:,.0f}" for x in r["rounds_tok_per_s"])
         print(f"{name:15s} {r.get('params') or 0:>10,} {r['tok_per_s']:>10,.0f}   {rounds}")
     ratios = {}
-    for name in ("identical", "identical_bf16", "default", "default_bf16"):
-        for ref in ("onmt", "tutorial"):
-            if name in results and ref in results:
-                per = sorted(a / b for a, b in zip(results[name]["rounds_tok_per_s"], results[ref]["rounds_tok_per_s"]))
-                ratios[f"{name}/{ref}"] = {"overall": results[name]["tok_per_s"] / results[ref]["tok_per_s"],
-                                           "rounds": per}
-                print(f"{name} / {ref}: {ratios[f'{name}/{ref}']['overall']:.2f}x "
-                      f"(rounds {' '.join(f'{x:.2f}' for x in per)})")
+    pairs = [(name, ref) for name in ("identical", "identical_bf16", "default", "default_bf16")
+             for ref in ("onmt", "tutorial")]
+    pairs += [(name, f"{name}_autograd") for name in ("identical", "identical_bf16", "luong2015")]
+    for name, ref in pairs:
+        if name in results and ref in results:
+            per = sorted(a / b for a, b in zip(results[name]["rounds_tok_per_s"], results[ref]["rounds_tok_per_s"]))
+            ratios[f"{name}/{ref}"] = {"overall": results[name]["tok_per_s"] / results[ref]["tok_per_s"],
+                                       "rounds": per}
+            print(f"{name} / {ref}: {ratios[f'{name}/{ref}']['overall']:.2f}x "
+                  f"(rounds {' '.join(f'{x:.2f}' for x in per)})")
     results["ratios"] = ratios
     if not args.no_bound:
         bound = flop_bound(dataset, sv, tv, args.batch_size)
