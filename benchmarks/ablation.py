@@ -33,6 +33,7 @@ import torch  # noqa: E402
 from g2p_benchmark import prepare  # noqa: E402
 from seq2seq.api import Seq2Seq  # noqa: E402
 from seq2seq.config import load_config  # noqa: E402
+from seq2seq.modules import num_parameters  # noqa: E402
 from seq2seq.training import train  # noqa: E402
 
 CONFIGS = HERE.parent / "configs"
@@ -77,7 +78,7 @@ def run_row(name: str, minutes: float, workdir: Path, paths: dict) -> dict:
     steps = max(r["step"] for r in records)
     model = Seq2Seq.load(run)
     scores = model.evaluate(str(paths["test"]), metrics=["wer", "per"])
-    return {"wer": scores["wer"], "per": scores["per"], "params": model.model.num_parameters(),
+    return {"wer": scores["wer"], "per": scores["per"], "params": num_parameters(model.model),
             "tokens_per_s": sum(speeds) / len(speeds) if speeds else None, "steps": steps,
             "train_seconds": round(seconds, 1), "run": str(run)}
 

@@ -37,7 +37,7 @@ def run_dataset(name: str, work: Path, threads: int, seed: int, overrides: list[
     """Train and evaluate one dataset; returns the rolling-origin report plus timing."""
     from seq2seq.config import load_config
     from seq2seq.forecast.api import Forecaster
-    from seq2seq.forecast.datasets import sine_csv, statsmodels_csv
+    from seq2seq.forecast.builtin_series import sine_csv, statsmodels_csv
     from seq2seq.forecast.training import train_forecaster
 
     csv = work / f"{name}.csv"

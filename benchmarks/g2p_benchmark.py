@@ -26,6 +26,7 @@ from seq2seq.api import Seq2Seq
 from seq2seq.checkpoint import atomic_write_text
 from seq2seq.config import load_config
 from seq2seq.data.tsv import read_tsv
+from seq2seq.modules import num_parameters
 from seq2seq.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +95,7 @@ def main(argv=None) -> None:
         decodings[name] = {"wer": results["wer"], "per": results["per"], "accuracy": results["accuracy"],
                            "decode_seconds": round(time.time() - t0, 1)}
     out = {"decodings": decodings, "test_words": results["sentences"], "train_minutes": train_minutes,
-           "params": model.model.num_parameters(), "run": str(args.run), "config": args.config,
+           "params": num_parameters(model.model), "run": str(args.run), "config": args.config,
            "overrides": overrides}
     print(f"\nG2P, CMUdict g014b2b test ({results['sentences']} words)")
     print(f"{'system':64s} {'PER %':>6s} {'WER %':>6s}")

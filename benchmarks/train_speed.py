@@ -46,7 +46,7 @@ from seq2seq.config import ModelConfig, TrainingConfig, load_config  # noqa: E40
 from seq2seq.data.batching import BucketSampler, ParallelDataset  # noqa: E402
 from seq2seq.data.tokenizers import WordTokenizer  # noqa: E402
 from seq2seq.data.vocab import Vocabulary  # noqa: E402
-from seq2seq.loss import sequence_cross_entropy  # noqa: E402
+from seq2seq.criteria import sequence_cross_entropy  # noqa: E402
 from seq2seq.models.encoder_decoder import EncoderDecoder  # noqa: E402
 from seq2seq.training import autocast, build_optimizer  # noqa: E402
 

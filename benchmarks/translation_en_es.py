@@ -24,6 +24,7 @@ from seq2seq.api import Seq2Seq
 from seq2seq.checkpoint import atomic_write_text
 from seq2seq.config import load_config
 from seq2seq.data.tsv import read_tsv
+from seq2seq.modules import num_parameters
 from seq2seq.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +57,7 @@ def main() -> None:
     best = max(valid, key=lambda r: r["bleu"]) if valid else None
     results = {
         "config": args.config, "run": str(run), "overrides": args.overrides, "test": test,
-        "threads": args.threads, "parameters": model.model.num_parameters(),
+        "threads": args.threads, "parameters": num_parameters(model.model),
         "training": {"steps": records[-1]["step"], "epochs_started": records[-1]["epoch"] + 1,
                      "minutes": round(trained[-1]["elapsed_s"] / 60, 1) if trained else None,
                      "precision": model.config.training.precision, "num_threads": model.config.training.num_threads,

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,17 +15,16 @@ from typing import Optional
 
 import torch
 
-from seq2seq.checkpoint import load_checkpoint, model_state
-from seq2seq.config import Config, load_config
+from seq2seq.checkpoint import load_model_weights
+from seq2seq.config import Config, DecodeOptions, load_config
 from seq2seq.data.corpus import Corpus
 from seq2seq.data.tsv import read_tsv
 from seq2seq.errors import Seq2SeqError
+from seq2seq.evaluation import evaluate_split, evaluation_split
 from seq2seq.models.encoder_decoder import EncoderDecoder
-from seq2seq.search import DecodeOptions, decode_dataset
-from seq2seq.training import evaluate_split, evaluation_split, resolve_device
-
-
-CHECKPOINTS = ("best", "last", "averaged")
+from seq2seq.search import decode_dataset
+from seq2seq.tasks import resolve_device
+from seq2seq.tasks.text import TextTask
 
 
 @dataclass
@@ -78,19 +76,12 @@ class Seq2Seq:
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").exists():
             raise Seq2SeqError(f"{run_dir}: not a run directory (no config.yaml)")
-        if checkpoint not in CHECKPOINTS:
-            raise Seq2SeqError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
         config = load_config(run_dir / "config.yaml", schema=Config)
         corpus = Corpus.load(config.data, run_dir, copy=config.model.decoder.copy_attention)
-        stem = run_dir / "checkpoints" / checkpoint
-        if checkpoint == "best" and not stem.with_suffix(".json").exists():
-            stem = run_dir / "checkpoints" / "last"   # a run without validation has no best
-        tensors, _ = load_checkpoint(stem)
+        model = TextTask(config, corpus).build_model()
+        load_model_weights(model, run_dir, checkpoint)
         dev = resolve_device(device)
-        model = EncoderDecoder.from_config(config.model, len(corpus.src_vocab), len(corpus.tgt_vocab))
-        model.load_state_dict(model_state(tensors))
-        model.to(dev).eval()
-        return cls(config, corpus, model, dev)
+        return cls(config, corpus, model.to(dev).eval(), dev)
 
     def decode_options(self, beam: Optional[int] = None, **overrides) -> DecodeOptions:
         """The run's ``decoding`` settings with overrides (names of :class:`DecodeOptions`).
@@ -100,14 +91,7 @@ class Seq2Seq:
         Raises:
             Seq2SeqError: an unknown option or an invalid combination.
         """
-        if beam is not None:
-            overrides.setdefault("strategy", "beam" if beam > 1 else "greedy")
-            overrides["beam_size"] = beam
-        unknown = sorted(set(overrides) - set(DecodeOptions.__dataclass_fields__))
-        if unknown:
-            raise Seq2SeqError(f"unknown decoding option(s) {unknown}; valid: "
-                               f"{sorted(DecodeOptions.__dataclass_fields__)}")
-        opts = self.config.decoding.options(**overrides)
+        opts = self.config.decoding.replace(beam=beam, **overrides)
         dec = self.config.model.decoder
         if opts.replace_unk and dec.type == "rnn" and dec.attention == "none":
             raise Seq2SeqError("replacing <unk> (--replace-unk) reads the attention weights; this model has none")
@@ -147,7 +131,7 @@ class Seq2Seq:
         """
         opts = self.decode_options(beam=beam, return_attention=return_attention, **options)
         if opts.replace_unk:
-            opts = dataclasses.replace(opts, return_attention=True)
+            opts = opts.replace(return_attention=True)
         d = self.config.data
         src_tokens = [self.corpus.src_tokenizer.encode(s) for s in sources]
         keep = [i for i, t in enumerate(src_tokens) if t]

@@ -155,3 +155,23 @@ def average_checkpoints(stems: list[Path], out: Path) -> list[str]:
     averaged = {k: (v / len(stems)).float() if v.is_floating_point() else v for k, v in total.items()}
     save_checkpoint(out, averaged, {"averaged": [s.name for s in stems]})
     return [s.name for s in stems]
+
+
+CHECKPOINTS = ("best", "last", "averaged")
+
+
+def load_model_weights(model: torch.nn.Module, run_dir: Path, checkpoint: str = "best") -> None:
+    """Load a run's ``checkpoints/<checkpoint>`` weights into ``model`` (``best`` falls
+    back to ``last`` for a run trained without validation data).
+
+    Raises:
+        Seq2SeqError: an unknown checkpoint name, a missing or corrupt file, or weights
+            that do not fit the model the run's config describes.
+    """
+    if checkpoint not in CHECKPOINTS:
+        raise Seq2SeqError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
+    stem = Path(run_dir) / "checkpoints" / checkpoint
+    if checkpoint == "best" and not stem.with_suffix(".json").exists():
+        stem = stem.with_name("last")                     # a run without validation has no best
+    tensors, _ = load_checkpoint(stem)
+    model.load_state_dict(model_state(tensors))

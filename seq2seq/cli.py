@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -51,20 +52,20 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("config", nargs="?", help="YAML config (see configs/g2p_cmudict.yaml)")
     t.add_argument("--run", help="run directory (default: runs/<config name>)")
     t.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint")
-    t.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override config keys, e.g. training.max_steps=2000")
+    t.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override config keys, e.g. training.max_steps=2000 (repeatable; applied in order)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
 
     e = sub.add_parser("evaluate", help="score a run on a TSV file (forecast runs: rolling origin on a CSV)")
     e.add_argument("run")
     e.add_argument("--data", help="TSV: source<TAB>ref1[<TAB>ref2...]; forecast runs: CSV (default data.path)")
-    e.add_argument("--checkpoint", default="best", choices=["best", "last", "averaged"])
+    e.add_argument("--checkpoint", default="best", help="best, last or averaged")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _decoding_arguments(e)
 
     pr = sub.add_parser("predict", help="decode sources from stdin, one per line, to stdout")
     pr.add_argument("run")
-    pr.add_argument("--checkpoint", default="best", choices=["best", "last", "averaged"])
+    pr.add_argument("--checkpoint", default="best", help="best, last or averaged")
     pr.add_argument("--batch-size", type=int, default=None)
     pr.add_argument("--scores", action="store_true", help="append each hypothesis's score (TAB-separated)")
     pr.add_argument("--attention", metavar="FILE", help="write every hypothesis's attention to FILE as JSON")
@@ -78,14 +79,14 @@ def _parser() -> argparse.ArgumentParser:
 
     ch = sub.add_parser("chat", help="interactive prompt: type a source, read the model's output (dialog, translation)")
     ch.add_argument("run")
-    ch.add_argument("--checkpoint", default="best", choices=["best", "last", "averaged"])
+    ch.add_argument("--checkpoint", default="best", help="best, last or averaged")
     ch.add_argument("--prompt", default="> ", help="the prompt string (default '> ')")
     _decoding_arguments(ch)
 
     sp = sub.add_parser("sample", help="new sequences from a variational run's prior, z ~ N(0, I)")
     sp.add_argument("run")
     sp.add_argument("--num", type=int, default=10, help="how many")
-    sp.add_argument("--checkpoint", default="best", choices=["best", "last", "averaged"])
+    sp.add_argument("--checkpoint", default="best", help="best, last or averaged")
     _decoding_arguments(sp)
 
     av = sub.add_parser("average", help="average the weights of a run's last kept checkpoints")
@@ -138,39 +139,38 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-# (flag, keyword of Seq2Seq.decode_options: a DecodeOptions field or the ``beam`` shorthand, type)
-_DECODING_FLAGS = [
-    ("--beam", "beam", int), ("--nbest", "nbest", int), ("--length-penalty", "length_penalty", float),
-    ("--length-normalization", "length_normalization", str), ("--coverage-penalty", "coverage_penalty", float),
-    ("--min-len", "min_len", int), ("--max-len", "max_len", int), ("--no-repeat-ngram", "no_repeat_ngram", int),
-    ("--temperature", "temperature", float), ("--top-k", "top_k", int), ("--top-p", "top_p", float),
-    ("--num-samples", "num_samples", int), ("--seed", "seed", int), ("--precision", "precision", str),
-]
-
-
 def _decoding_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per :class:`~seq2seq.config.DecodeOptions` field (``--length-penalty``, ...),
+    plus the shorthands ``--beam N`` (beam search of size N) and ``--sample``."""
+    from seq2seq.config import DecodeOptions
+
     g = p.add_argument_group("decoding (default: the run's decoding section)")
-    for flag, field, kind in _DECODING_FLAGS:
-        g.add_argument(flag, dest=f"dec_{field}", type=kind, default=None, metavar=field.split("_")[-1].upper())
-    g.add_argument("--sample", action="store_true", help="sample instead of searching")
-    g.add_argument("--replace-unk", action="store_true",
-                   help="replace each <unk> output by its most attended source token (Luong et al. 2015)")
+    g.add_argument("--beam", dest="dec_beam", type=int, metavar="N", help="beam search with N hypotheses (1: greedy)")
+    g.add_argument("--sample", action="store_true", help="sample instead of searching (strategy sample)")
+    for name, field in DecodeOptions.model_fields.items():
+        if name == "return_attention":                # predict --attention FILE asks for it
+            continue
+        flag, kind = "--" + name.replace("_", "-"), field.annotation
+        if kind is bool:
+            g.add_argument(flag, dest=f"dec_{name}", action="store_true", default=None, help=field.description)
+            continue
+        choices = typing.get_args(kind) if typing.get_origin(kind) is typing.Literal else None
+        if typing.get_origin(kind) is typing.Union:                   # Optional[int]
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        g.add_argument(flag, dest=f"dec_{name}", type=str if choices else kind, choices=choices, default=None,
+                       metavar=None if choices else name.split("_")[-1].upper(), help=field.description)
 
 
 def _decoding_overrides(args) -> dict:
-    """The decoding flags given on the command line, as keywords of ``Seq2Seq.decode_options``."""
-    out = {field: getattr(args, f"dec_{field}") for _, field, _ in _DECODING_FLAGS
-           if getattr(args, f"dec_{field}") is not None}
+    """The decoding flags given on the command line, as keywords of ``DecodeOptions.replace``."""
+    out = {k.removeprefix("dec_"): v for k, v in vars(args).items() if k.startswith("dec_") and v is not None}
     if args.sample:
         out["strategy"] = "sample"
-    if args.replace_unk:
-        out["replace_unk"] = True
     return out
 
 
 def _cmd_train(args) -> None:
     from seq2seq.config import load_config
-    from seq2seq.forecast.config import ForecastConfig
     from seq2seq.training import resume, train
 
     if args.resume:
@@ -182,12 +182,7 @@ def _cmd_train(args) -> None:
         raise Seq2SeqError("train needs a CONFIG file (or --resume RUN)")
     config = load_config(args.config, args.overrides)
     run = Path(args.run) if args.run else Path("runs") / config.name
-    if isinstance(config, ForecastConfig):
-        from seq2seq.forecast.training import train_forecaster
-
-        train_forecaster(config, run, overwrite=args.overwrite)
-    else:
-        train(config, run, overwrite=args.overwrite)
+    train(config, run, overwrite=args.overwrite)
     print(f"run saved in {run}", file=sys.stderr)
 
 

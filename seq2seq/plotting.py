@@ -1,13 +1,20 @@
-"""Plots: training and validation curves, the teacher-forcing schedule, attention."""
+"""Plots: training and validation curves, the teacher-forcing schedule, attention.
+
+Figures are drawn with matplotlib's object API (:class:`matplotlib.figure.Figure`,
+imported when a plot is drawn), so nothing here selects or changes the global
+plotting backend of a user's session or notebook.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+def _figure(**kwargs):
+    """A new figure that belongs to no pyplot backend (it renders with Agg on save)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 
 def plot_curves(records: list[dict], path: Path, metric: str,
@@ -22,7 +29,8 @@ def plot_curves(records: list[dict], path: Path, metric: str,
     """
     train = [r for r in records if r.get("split") == "train"]
     valid = [r for r in records if r.get("split") == "valid"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = _figure(figsize=(10, 4))
+    ax1, ax2 = fig.subplots(1, 2)
     if train:
         ax1.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss", lw=1)
     if valid:
@@ -50,7 +58,8 @@ def plot_teacher_forcing(records: list[dict], path: Path) -> None:
         path: PNG to write.
     """
     rows = [r for r in records if r.get("split") == "train" and "teacher_forcing" in r]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = _figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     ax.plot([r["step"] for r in rows], [r["teacher_forcing"] for r in rows], color="C3")
     ax.set_xlabel("step")
     ax.set_ylabel("P(gold previous token)")
@@ -62,10 +71,9 @@ def plot_teacher_forcing(records: list[dict], path: Path) -> None:
 
 
 def _save(fig, path: Path) -> None:
-    """Write a figure atomically (temporary file + rename) and close it."""
+    """Write a figure atomically (temporary file + rename)."""
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     tmp.replace(path)
 
 
@@ -91,7 +99,8 @@ def plot_attention(weights, source_tokens: list[str], output_tokens: list[str], 
     if w.ndim != 2 or w.shape != (len(rows), len(source_tokens)):
         raise ValueError(f"attention of shape {w.shape} does not fit {len(output_tokens)} output and "
                          f"{len(source_tokens)} source tokens")
-    fig, ax = plt.subplots(figsize=(max(3.0, 0.45 * w.shape[1] + 1.5), max(2.5, 0.4 * w.shape[0] + 1.2)))
+    fig = _figure(figsize=(max(3.0, 0.45 * w.shape[1] + 1.5), max(2.5, 0.4 * w.shape[0] + 1.2)))
+    ax = fig.subplots()
     image = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=90 if max(map(len, source_tokens)) > 2 else 0)
     ax.set_yticks(range(len(rows)), rows)
@@ -115,7 +124,8 @@ def plot_forecast(past_times, past, future_times, forecast, path: Path, truth=No
         lower, upper: (H,) interval bounds, or None.
         path: PNG to write (atomically).
     """
-    fig, ax = plt.subplots(figsize=(10, 3.8))
+    fig = _figure(figsize=(10, 3.8))
+    ax = fig.subplots()
     ax.plot(past_times, past, color="0.3", lw=1, label="past")
     if truth is not None:
         ax.plot(future_times, truth, color="C0", lw=1.2, label="true future")

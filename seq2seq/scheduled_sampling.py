@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from seq2seq.config import TeacherForcingConfig
-from seq2seq.search.common import start_state
+from seq2seq.models.encoder_decoder import Seq2SeqOutput
 
 
 def teacher_forcing_probability(cfg: TeacherForcingConfig, step: int) -> float:
@@ -71,21 +71,22 @@ def gold_coins(shape: torch.Size, eps: float, device) -> Tensor:
     return coin
 
 
-def scheduled_sampling_logits(model, batch, eps: float, cfg: TeacherForcingConfig) -> Tensor:
-    """Training logits with scheduled sampling at gold-token probability ``eps``.
+def scheduled_sampling_forward(model, batch, eps: float, cfg: TeacherForcingConfig):
+    """The training pass with scheduled sampling at gold-token probability ``eps``.
 
     Args:
-        model: an encoder-decoder (``encode``, ``decoder(tgt_in, state)``, ``decoder.step``).
+        model: an encoder-decoder (``start(batch)``, ``decoder(tgt_in, state)``, ``decoder.step``).
         batch: a training :class:`~seq2seq.data.batching.Batch`; tgt_in (B, T) starts with ``<bos>``.
         eps: probability of the gold token per position.
         cfg: ``sampling``, ``temperature`` and ``mode`` (``auto`` = two_pass when the
             decoder runs a whole target in one call, else exact).
 
     Returns:
-        logits: (B, T, V) for the targets ``batch.tgt_out``.  With eps = 1 they equal
-        the teacher-forced logits.
+        A :class:`~seq2seq.models.encoder_decoder.Seq2SeqOutput`: logits (B, T, V) for
+        the targets ``batch.tgt_out`` (with eps = 1 the teacher-forced logits), the
+        attention (B, T, S) of the trained pass and the KL term.
     """
-    state = start_state(model, batch)
+    state, kl = model.start(batch)
     tgt_in = batch.tgt_in
     coin = gold_coins(tgt_in.shape, eps, tgt_in.device)
     mode = cfg.mode
@@ -96,14 +97,16 @@ def scheduled_sampling_logits(model, batch, eps: float, cfg: TeacherForcingConfi
             first, _ = model.decoder(tgt_in, state)                      # first[:, t] predicts tgt_in[:, t+1]
         predicted = choose_tokens(first, cfg.sampling, cfg.temperature)
         model_in = torch.cat([tgt_in[:, :1], predicted[:, :-1]], dim=1)
-        logits, _ = model.decoder(torch.where(coin, tgt_in, model_in), state)
-        return logits
-    steps = []
+        logits, attention = model.decoder(torch.where(coin, tgt_in, model_in), state, return_attention=True)
+        return Seq2SeqOutput(logits, attention, kl)
+    steps, weights = [], []
     prev = tgt_in[:, 0]
     for t in range(tgt_in.size(1)):
-        logits_t, state, _ = model.decoder.step(prev, state)
+        logits_t, state, weights_t = model.decoder.step(prev, state)
         steps.append(logits_t)
+        weights.append(weights_t)
         if t + 1 < tgt_in.size(1):
             predicted = choose_tokens(logits_t.detach(), cfg.sampling, cfg.temperature)
             prev = torch.where(coin[:, t + 1], tgt_in[:, t + 1], predicted)
-    return torch.stack(steps, dim=1)
+    attention = torch.stack(weights, dim=1) if weights[0] is not None else None
+    return Seq2SeqOutput(torch.stack(steps, dim=1), attention, kl)

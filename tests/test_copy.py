@@ -9,7 +9,7 @@ from seq2seq.data.corpus import Corpus
 from seq2seq.data.toy import toy_pairs
 from seq2seq.data.tsv import Example
 from seq2seq.data.vocab import Vocabulary
-from seq2seq.loss import coverage_loss
+from seq2seq.criteria import coverage_loss
 from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.search import DecodeOptions, beam_search, greedy_search
 from seq2seq.training import train
@@ -50,7 +50,8 @@ def test_copy_distribution_sums_to_one_and_never_gives_padding_mass(attention, c
     batch = split.dataset.batch([0, 1, 2, 3])
     v = len(corpus.tgt_vocab)
     assert split.oovs[2] != [] and int(batch.src_ext.max()) >= v        # unknown words get extended ids
-    logp, attn = model(batch, return_attention=True)
+    out = model(batch, return_attention=True)
+    logp, attn = out.logits, out.attention
     probs = logp.exp()
     torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:2]), atol=1e-5, rtol=0)
     assert probs[..., corpus.tgt_vocab.pad_id].max() == 0 and probs[..., corpus.tgt_vocab.bos_id].max() == 0
@@ -69,7 +70,7 @@ def test_copy_step_matches_teacher_forcing_and_padding_is_harmless(coverage):
     model, corpus, split = _copy_model("bahdanau", coverage)
     ds = split.dataset
     batch = ds.batch([0, 1, 2, 3])
-    full, _ = model(batch)
+    full = model(batch).logits
     from seq2seq.search.common import start_state
 
     state = start_state(model, batch)
@@ -77,7 +78,7 @@ def test_copy_step_matches_teacher_forcing_and_padding_is_harmless(coverage):
         step, state, _ = model.decoder.step(batch.tgt_in[:, t], state)
         torch.testing.assert_close(step, full[:, t], atol=1e-5, rtol=1e-5)
     for i in range(4):
-        alone, _ = model(ds.batch([i]))
+        alone = model(ds.batch([i])).logits
         n = alone.size(1)
         ext = alone.size(-1)
         torch.testing.assert_close(full[i, :n, :ext], alone[0], atol=1e-5, rtol=1e-5)

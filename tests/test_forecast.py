@@ -15,15 +15,16 @@ import torch
 
 from seq2seq.config import config_from_dict, load_config
 from seq2seq.errors import Seq2SeqError
+from seq2seq.config.forecast import ForecastConfig, ForecastModelConfig
 from seq2seq.forecast.baselines import naive, seasonal_naive
-from seq2seq.forecast.config import ForecastConfig, ForecastModelConfig
-from seq2seq.forecast.data import (Scaler, calendar_features, future_times, read_series_csv, series_from_frame,
+from seq2seq.forecast.builtin_series import sine_csv
+from seq2seq.forecast.series import (Scaler, calendar_features, future_times, read_series_csv, series_from_frame,
                                    window_origins)
-from seq2seq.forecast.dataset import ForecastData
-from seq2seq.forecast.datasets import sine_csv
 from seq2seq.forecast.metrics import coverage, mae, mase, pinball, rmse, seasonal_scale, smape
 from seq2seq.forecast.model import ForecastModel
-from seq2seq.forecast.training import regression_loss, train_forecaster
+from seq2seq.forecast.windows import ForecastData
+from seq2seq.criteria import regression_loss
+from seq2seq.training import resume, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -221,7 +222,7 @@ def test_forecast_config_errors(tmp_path):
     raw = {"task": "forecast", "data": {"path": "x", "value_columns": ["y"], "input_len": 4, "horizon": 2,
                                         "valid_size": 2, "test_size": 2}, "training": {"max_steps": 1}}
     assert isinstance(config_from_dict(raw, schema=ForecastConfig), ForecastConfig)
-    with pytest.raises(Seq2SeqError, match="label_smoothing: text-task options"):
+    with pytest.raises(Seq2SeqError, match="unknown key 'training.label_smoothing'"):
         config_from_dict(raw, overrides=["training.label_smoothing=0.1"], schema=ForecastConfig)
     with pytest.raises(Seq2SeqError, match="test_size .* at least the horizon"):
         config_from_dict(raw, overrides=["data.test_size=1"], schema=ForecastConfig)
@@ -256,12 +257,57 @@ def test_a_tiny_model_learns_a_noiseless_sine(tmp_path, teacher_forcing):
 
     csv = tmp_path / "sine.csv"
     sine_csv(csv, series=10, length=300, seed=3)
-    run = train_forecaster(sine_config(tmp_path, csv, teacher_forcing=teacher_forcing), tmp_path / "run")
+    run = train(sine_config(tmp_path, csv, teacher_forcing=teacher_forcing), tmp_path / "run")
     report = Forecaster.load(run).evaluate()
     variance = 0.5                                                   # of sin / cos over whole periods
     assert report["model"]["rmse"] ** 2 < 0.02 * variance
     assert report["model"]["mae"] < 0.2 * report["naive"]["mae"]
     assert (run / "curves.png").exists() and (run / "checkpoints" / "best.safetensors").exists()
+
+
+def test_forecast_run_interrupted_between_checkpoints_resumes_bit_identical(tmp_path, monkeypatch):
+    """Ctrl-C at step 27 (last checkpoint at 20), then --resume to 40, equals 40 steps straight:
+    weights, optimizer moments and the log; with scheduled sampling, dropout, accumulation."""
+    from seq2seq.checkpoint import load_checkpoint
+    from seq2seq.training import Trainer
+
+    csv = tmp_path / "sine.csv"
+    sine_csv(csv, series=4, length=120, seed=3)
+    over = dict(max_steps=40, validate_every=10, log_every=5, batch_size=8, accumulate_batches=2,
+                teacher_forcing={"schedule": "linear", "start": 1.0, "end": 0.3, "steps": 40})
+
+    def config():
+        cfg = sine_config(tmp_path, csv, **over)
+        cfg.data.valid_size, cfg.data.test_size, cfg.data.horizon, cfg.data.input_len = 10, 10, 5, 10
+        cfg.model.decoder.dropout = cfg.model.encoder.dropout = 0.2
+        return cfg
+
+    torch.manual_seed(0)
+    train(config(), tmp_path / "straight")
+    step = Trainer.train_step
+
+    def interrupt_at_27(self, batches):
+        if self.state.step == 27:
+            raise KeyboardInterrupt
+        return step(self, batches)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupt_at_27)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(), tmp_path / "split")
+    monkeypatch.setattr(Trainer, "train_step", step)
+    assert json.loads((tmp_path / "split" / "checkpoints" / "last.json").read_text())["step"] == 20
+    torch.manual_seed(99)                              # resume must not depend on the caller's RNG
+    resume(tmp_path / "split")
+    a, _ = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last")
+    b, meta = load_checkpoint(tmp_path / "split" / "checkpoints" / "last")
+    assert meta["step"] == 40 and any(k.startswith("optimizer.") for k in a)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    rows = [[{k: v for k, v in json.loads(r).items() if k not in ("values_per_s", "elapsed_s")}
+             for r in (run / "metrics.jsonl").read_text().splitlines()] for run in (tmp_path / "straight",
+                                                                                  tmp_path / "split")]
+    assert rows[0] == rows[1] and any("teacher_forcing" in r for r in rows[0])
 
 
 def cli(*args, cwd):
@@ -295,8 +341,9 @@ def test_cli_data_train_evaluate_predict(tmp_path):
     assert (tmp_path / "fc.png").stat().st_size > 1000
     r = cli("predict", tmp_path / "run", cwd=tmp_path)
     assert r.returncode == 2 and "needs --data" in r.stderr
-    r = cli("train", "--resume", tmp_path / "run", cwd=tmp_path)
-    assert r.returncode == 2 and "a forecast config (task: forecast)" in r.stderr
+    r = cli("train", "--resume", tmp_path / "run", "--set", "training.max_steps=30", cwd=tmp_path)
+    assert r.returncode == 0 and "from step 20" in r.stderr, r.stderr
+    assert json.loads((tmp_path / "run" / "checkpoints" / "last.json").read_text())["step"] == 30
     bad = tmp_path / "bad.csv"
     bad.write_text("id,time,sin,cos\na,1,0.5,x\n")
     r = cli("predict", tmp_path / "run", "--data", bad, cwd=tmp_path)
@@ -304,7 +351,7 @@ def test_cli_data_train_evaluate_predict(tmp_path):
 
 
 def test_statsmodels_datasets_have_a_time_axis(tmp_path):
-    from seq2seq.forecast.datasets import statsmodels_frame
+    from seq2seq.forecast.builtin_series import statsmodels_frame
 
     co2 = statsmodels_frame("co2")
     assert list(co2.columns) == ["time", "co2"] and co2.time.iloc[0] == "1958-03-29"
@@ -327,7 +374,7 @@ def test_predict_from_a_frame_or_a_csv_continues_the_calendar(tmp_path):
     raw = {"task": "forecast", "data": {"path": str(csv), "value_columns": ["y"], "input_len": 12, "horizon": 6,
                                         "valid_size": 12, "test_size": 12, "calendar": ["month"], "season": 12},
            "training": {"max_steps": 5, "validate_every": 5, "progress_bar": False}}
-    run = train_forecaster(config_from_dict(raw, schema=ForecastConfig), tmp_path / "run")
+    run = train(config_from_dict(raw, schema=ForecastConfig), tmp_path / "run")
     f = Forecaster.load(run)
     a, b = f.predict(frame, horizon=8), f.predict(csv, horizon=8)
     assert a.time.dt.strftime("%Y-%m-%d").tolist()[:2] == ["2007-07-01", "2007-08-01"]

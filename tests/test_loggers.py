@@ -127,3 +127,24 @@ def test_import_is_cheap():
             "print([m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'tensorboard', 'torch')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_training_writes_tensorboard_scalars_and_the_attention_image(tiny_data, tmp_path):
+    """``training.loggers: [tensorboard]`` through the trainer: losses, metrics, learning rate,
+    tokens/s and the attention of the first validation example, at the steps of metrics.jsonl."""
+    pytest.importorskip("tensorboard")
+    import json
+
+    from seq2seq.training import train
+
+    from conftest import make_config
+
+    config = make_config(tiny_data, **{"training.max_steps": 6, "training.validate_every": 3,
+                                       "training.log_every": 3, "training.loggers": "[tensorboard]"})
+    train(config, tmp_path / "run")
+    acc = _events(tmp_path / "run")
+    assert {"train/loss", "train/tokens_per_s", "train/lr", "valid/loss", "valid/wer"} <= set(acc.Tags()["scalars"])
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    wer = [(r["step"], r["wer"]) for r in rows if r["split"] == "valid"]
+    assert [(e.step, e.value) for e in acc.Scalars("valid/wer")] == pytest.approx(wer)
+    assert [image.step for image in acc.Images("valid/attention")] == [3, 6]

@@ -9,7 +9,7 @@ from seq2seq.config import ModelConfig
 from seq2seq.data.batching import ParallelDataset
 from seq2seq.data.vocab import Vocabulary
 from seq2seq.errors import Seq2SeqError
-from seq2seq.loss import sequence_cross_entropy
+from seq2seq.criteria import sequence_cross_entropy
 from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.search import DecodeOptions, greedy_search
 
@@ -75,7 +75,8 @@ def vid(v):
 def test_shapes_and_teacher_forcing_equals_steps(variant):
     model = build(**variant)
     batch = data().batch([0, 1, 2, 3])
-    logits, attn = model(batch, return_attention=True)
+    out = model(batch, return_attention=True)
+    logits, attn = out.logits, out.attention
     B, T = batch.tgt_in.shape
     assert logits.shape == (B, T, len(VOCAB))
     if variant.get("attention", "luong_general") != "none" or variant.get("dec_type") == "transformer":
@@ -93,9 +94,9 @@ def test_shapes_and_teacher_forcing_equals_steps(variant):
 def test_padding_never_changes_a_result(variant):
     model = build(**variant)
     ds = data()
-    full, _ = model(ds.batch([0, 1, 2, 3]))
+    full = model(ds.batch([0, 1, 2, 3])).logits
     for i in range(4):
-        alone, _ = model(ds.batch([i]))
+        alone = model(ds.batch([i])).logits
         n = alone.size(1)
         torch.testing.assert_close(full[i, :n], alone[0], atol=1e-5, rtol=1e-5)
     opts = DecodeOptions(max_len_a=2.0, max_len_b=3)
@@ -110,7 +111,7 @@ def test_padding_never_changes_a_result(variant):
 def test_attention_sums_to_one_and_is_zero_on_padding(attention):
     model = build(attention=attention)
     batch = data().batch([0, 1, 2, 3])
-    _, attn = model(batch, return_attention=True)
+    attn = model(batch, return_attention=True).attention
     torch.testing.assert_close(attn.sum(-1), torch.ones(attn.shape[:2]))
     pad = ~batch.src_mask.unsqueeze(1).expand_as(attn)
     assert (attn[pad] == 0).all()
@@ -125,7 +126,7 @@ def test_loss_ignores_padding():
     model = build()
     ds = data()
     batch = ds.batch([0, 1, 2, 3])
-    logits, _ = model(batch)
+    logits = model(batch).logits
     loss, n = sequence_cross_entropy(logits, batch.tgt_out, VOCAB.pad_id)
     assert n == int(batch.tgt_mask.sum())
     # garbage logits on padded positions change nothing
@@ -136,7 +137,7 @@ def test_loss_ignores_padding():
     # equals the sum of per-sentence losses
     total = 0.0
     for i in range(4):
-        lo, _ = model(ds.batch([i]))
+        lo = model(ds.batch([i])).logits
         total += sequence_cross_entropy(lo, ds.batch([i]).tgt_out, VOCAB.pad_id)[0].item()
     assert loss.item() == pytest.approx(total, rel=1e-5)
 

@@ -59,7 +59,7 @@ def batch_of(n=1, src_len=2):
 def opts(**kw):
     base = dict(strategy="beam", beam_size=2, nbest=1, max_len_a=0.0, max_len_b=10)
     base.update(kw)
-    return DecodeOptions(**base).validate()
+    return DecodeOptions(**base)
 
 
 def run_beam(table, n=1, **kw):
@@ -155,7 +155,7 @@ SAMPLING = [{BOS: {A: 0.5, B: 0.3, C: 0.15, EOS: 0.05}}, {}]
 
 def draw(n=2000, seed=3, **kw):
     options = DecodeOptions(strategy="sample", num_samples=n, seed=seed, max_len_a=0.0, max_len_b=5, **kw)
-    (hyps,) = sample(FakeModel(SAMPLING), batch_of(), BOS, EOS, options.validate())
+    (hyps,) = sample(FakeModel(SAMPLING), batch_of(), BOS, EOS, options)
     return Counter(tuple(h.tokens) for h in hyps)
 
 
@@ -180,7 +180,7 @@ def test_sampling_top_k_top_p_high_settings():
 def test_sampling_seed_reproduces_and_scores_are_model_log_probs():
     assert draw(n=50, seed=7) == draw(n=50, seed=7)
     options = DecodeOptions(strategy="sample", num_samples=20, seed=1, top_k=2, max_len_a=0.0, max_len_b=5)
-    (hyps,) = sample(FakeModel(SAMPLING), batch_of(), BOS, EOS, options.validate())
+    (hyps,) = sample(FakeModel(SAMPLING), batch_of(), BOS, EOS, options)
     probs = {(A,): 0.5, (B,): 0.3}
     assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
     for h in hyps:
@@ -200,7 +200,7 @@ def test_invalid_options_are_user_errors(bad):
     base = dict(strategy="beam")
     base.update(bad)
     with pytest.raises(Seq2SeqError):
-        DecodeOptions(**base).validate()
+        DecodeOptions(**base)
 
 
 # ---------------------------------------------------------------- the real model

@@ -9,7 +9,7 @@ import torch
 from seq2seq.checkpoint import average_checkpoints, load_checkpoint, save_checkpoint
 from seq2seq.config import TeacherForcingConfig, TrainingConfig
 from seq2seq.models.encoder_decoder import reverse_padded
-from seq2seq.scheduled_sampling import scheduled_sampling_logits, teacher_forcing_probability
+from seq2seq.scheduled_sampling import scheduled_sampling_forward, teacher_forcing_probability
 from seq2seq.search import DecodeOptions, greedy_search
 from seq2seq.training import build_scheduler
 
@@ -48,10 +48,10 @@ def test_schedule_parameters_are_checked():
 def test_probability_one_equals_teacher_forcing(variant):
     model = build(**variant)
     batch = data().batch([0, 1, 2, 3])
-    tf_logits, _ = model(batch)
-    two = scheduled_sampling_logits(model, batch, 1.0, TeacherForcingConfig(mode="two_pass"))
+    tf_logits = model(batch).logits
+    two = scheduled_sampling_forward(model, batch, 1.0, TeacherForcingConfig(mode="two_pass")).logits
     assert torch.equal(two, tf_logits)
-    exact = scheduled_sampling_logits(model, batch, 1.0, TeacherForcingConfig(mode="exact"))
+    exact = scheduled_sampling_forward(model, batch, 1.0, TeacherForcingConfig(mode="exact")).logits
     torch.testing.assert_close(exact, tf_logits, atol=1e-5, rtol=1e-5)
 
 
@@ -60,7 +60,7 @@ def test_probability_zero_exact_feeds_the_models_own_argmax(variant):
     """eps = 0, exact: the decoder reads its own previous argmax, i.e. it decodes greedily."""
     model = build(**variant)
     batch = data().batch([0, 1, 2, 3])
-    logits = scheduled_sampling_logits(model, batch, 0.0, TeacherForcingConfig(mode="exact"))
+    logits = scheduled_sampling_forward(model, batch, 0.0, TeacherForcingConfig(mode="exact")).logits
     steps = batch.tgt_in.size(1)
     greedy = greedy_search(model, batch, VOCAB.bos_id, -1, DecodeOptions(max_len=steps, max_len_a=0.0,
                                                                         max_len_b=steps))
@@ -71,10 +71,10 @@ def test_probability_zero_exact_feeds_the_models_own_argmax(variant):
 def test_probability_zero_two_pass_feeds_first_pass_predictions():
     model = build(attention="luong_general")
     batch = data().batch([0, 1, 2, 3])
-    first, _ = model(batch)
+    first = model(batch).logits
     shifted = torch.cat([batch.tgt_in[:, :1], first.argmax(-1)[:, :-1]], dim=1)
     expected, _ = model.decoder(shifted, model.encode(batch.src, batch.src_lengths, batch.src_mask)[1])
-    got = scheduled_sampling_logits(model, batch, 0.0, TeacherForcingConfig(mode="two_pass"))
+    got = scheduled_sampling_forward(model, batch, 0.0, TeacherForcingConfig(mode="two_pass")).logits
     assert torch.equal(got, expected)
 
 
@@ -91,9 +91,8 @@ def test_mixing_rate_follows_the_probability():
 def test_scheduled_sampling_gradients_flow_only_through_the_second_pass():
     model = build(attention="luong_general").train()
     batch = data().batch([0, 1, 2, 3])
-    logits = scheduled_sampling_logits(model, batch, 0.5, TeacherForcingConfig(mode="two_pass",
-                                                                                sampling="sample",
-                                                                                temperature=2.0))
+    logits = scheduled_sampling_forward(model, batch, 0.5, TeacherForcingConfig(mode="two_pass", sampling="sample",
+                                                                                 temperature=2.0)).logits
     logits.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
 
@@ -131,6 +130,7 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_data, tmp_path):
     from seq2seq.data.corpus import Corpus
     from seq2seq.data.tsv import read_tsv
     from seq2seq.models.encoder_decoder import EncoderDecoder
+    from seq2seq.tasks.text import TextTask
     from seq2seq.training import Trainer
 
     from conftest import make_config
@@ -143,7 +143,7 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_data, tmp_path):
         split = corpus.split(examples)
         torch.manual_seed(0)
         model = EncoderDecoder.from_config(config.model, len(corpus.src_vocab), len(corpus.tgt_vocab))
-        trainer = Trainer(config, tmp_path / str(accumulate), corpus, split, None, model, torch.device("cpu"))
+        trainer = Trainer(TextTask(config, corpus, split), model, tmp_path / str(accumulate), torch.device("cpu"))
         idx = torch.arange(8)
         if accumulate:
             trainer.train_step([split.dataset.batch(idx[:3]), split.dataset.batch(idx[3:])])
@@ -182,5 +182,5 @@ def test_reversed_source_attention_points_at_reading_order():
     model = build(attention="luong_general", reverse=True)
     batch = data().batch([0, 1, 2, 3])
     with torch.no_grad():
-        _, attn = model(batch, return_attention=True)
+        attn = model(batch, return_attention=True).attention
     assert float(attn.masked_select(~batch.src_mask.unsqueeze(1).expand_as(attn)).abs().max()) == 0.0

@@ -65,18 +65,16 @@ def test_autoencoder_reads_the_first_column_as_both_sides(tmp_path):
 
 def test_word_dropout_replaces_inputs_but_not_bos_or_padding(tiny_data, tmp_path):
     from seq2seq.data.corpus import Corpus
-    from seq2seq.models.encoder_decoder import EncoderDecoder
-    from seq2seq.training import Trainer
+    from seq2seq.tasks.text import TextTask
 
     config = make_config(tiny_data, **{"training.word_dropout": 0.4})
     examples = read_tsv(config.data.train)
     corpus = Corpus.from_config(config.data, examples)
     split = corpus.split(examples)
-    model = EncoderDecoder.from_config(config.model, len(corpus.src_vocab), len(corpus.tgt_vocab))
-    trainer = Trainer(config, tmp_path, corpus, split, None, model, torch.device("cpu"))
+    task = TextTask(config, corpus, split)
     batch = split.dataset.batch(torch.arange(200))
     torch.manual_seed(0)
-    dropped = trainer._word_dropout(batch)
+    dropped = task.word_dropout(batch)
     unk = corpus.tgt_vocab.unk_id
     changed = dropped.tgt_in != batch.tgt_in
     assert torch.equal(dropped.tgt_in[changed], torch.full((int(changed.sum()),), unk))

@@ -15,16 +15,15 @@ from typing import Optional
 import numpy as np
 import torch
 
-from seq2seq.checkpoint import load_checkpoint, model_state
-from seq2seq.config import load_config
+from seq2seq.checkpoint import load_model_weights
+from seq2seq.config import ForecastConfig, load_config
 from seq2seq.errors import Seq2SeqError
 from seq2seq.forecast.baselines import baseline_forecast
-from seq2seq.forecast.config import ForecastConfig
-from seq2seq.forecast.data import Scaler, Series, calendar_features, future_times, read_series_csv, series_from_frame
+from seq2seq.forecast.evaluation import load_data, score_windows
+from seq2seq.forecast.series import Scaler, Series, calendar_features, future_times, read_series_csv, series_from_frame
 from seq2seq.forecast.metrics import forecast_metrics
 from seq2seq.forecast.model import ForecastModel
-from seq2seq.forecast.training import load_data, score_windows
-from seq2seq.training import resolve_device
+from seq2seq.tasks import resolve_device
 
 
 class Forecaster:
@@ -48,13 +47,10 @@ class Forecaster:
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").exists():
             raise Seq2SeqError(f"{run_dir}: not a run directory (no config.yaml)")
-        config = load_config(run_dir / "config.yaml")
-        if not isinstance(config, ForecastConfig):
-            raise Seq2SeqError(f"{run_dir}: a text run, not a forecast run; use seq2seq.api.Seq2Seq")
+        config = load_config(run_dir / "config.yaml", schema=ForecastConfig)
         d = config.data
         model = ForecastModel.from_config(config.model, len(d.value_columns), 2 * len(d.calendar))
-        tensors, _ = load_checkpoint(run_dir / "checkpoints" / checkpoint)
-        model.load_state_dict(model_state(tensors))
+        load_model_weights(model, run_dir, checkpoint)
         dev = resolve_device(device)
         scalers = {k: Scaler.from_json(v) for k, v in
                    json.loads((run_dir / "scalers.json").read_text(encoding="utf-8")).items()}
@@ -103,7 +99,7 @@ class Forecaster:
         return self.forecast_table(series, horizon)
 
     def forecast_table(self, series: list[Series], horizon: Optional[int] = None):
-        """:meth:`predict` for series already read (:func:`~seq2seq.forecast.data.read_series_csv`).
+        """:meth:`predict` for series already read (:func:`~seq2seq.forecast.series.read_series_csv`).
 
         Raises:
             Seq2SeqError: horizon < 1, or a series shorter than ``data.input_len``.

@@ -57,7 +57,7 @@ def predict_command(args) -> None:
     the model and drawn as the true future.
     """
     from seq2seq.forecast.api import Forecaster
-    from seq2seq.forecast.data import read_series_csv
+    from seq2seq.forecast.series import read_series_csv
     from seq2seq.plotting import plot_forecast
 
     if not args.data:
@@ -103,7 +103,7 @@ def predict_command(args) -> None:
 
 def data_command(args) -> None:
     """``seq2seq data statsmodels`` and ``seq2seq data sine``."""
-    from seq2seq.forecast.datasets import sine_csv, statsmodels_csv
+    from seq2seq.forecast.builtin_series import sine_csv, statsmodels_csv
 
     if args.dataset == "statsmodels":
         rows, cols = statsmodels_csv(args.name, args.out, args.overwrite)

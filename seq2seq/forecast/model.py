@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from seq2seq.forecast.config import ForecastModelConfig
+from seq2seq.config.forecast import ForecastModelConfig
 from seq2seq.modules.attention import build_attention
 from seq2seq.modules.bridge import Bridge
 from seq2seq.modules.dropout import Dropout
@@ -117,9 +117,6 @@ class ForecastModel(nn.Module):
     def from_config(cls, cfg: ForecastModelConfig, values: int, calendar: int) -> "ForecastModel":
         """Build from the ``model`` section for V value columns and C calendar features."""
         return cls(values, calendar, cfg)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     def _normalizer(self, past: Tensor) -> tuple[Tensor, Tensor]:
         """Per window and column: shift (last value) and scale (std): each (B, 1, V)."""

@@ -3,6 +3,7 @@ Transformer on either side."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -15,6 +16,23 @@ from seq2seq.modules.decoders import DecoderState, RNNDecoder
 from seq2seq.modules.encoders import EncoderOutput, RNNEncoder
 from seq2seq.modules.latent import GaussianLatent
 from seq2seq.modules.transformer import TransformerDecoder, TransformerEncoder
+
+
+@dataclass
+class Seq2SeqOutput:
+    """What a teacher-forced (or scheduled-sampling) pass returns; the criterion
+    (:class:`~seq2seq.criteria.SequenceCriterion`) turns it into the loss.
+
+    Attributes:
+        logits: (batch, tgt_len, V) scores of y_t; with copy attention, log-probabilities
+            over the extended vocabulary (batch, tgt_len, ext_size).
+        attention: (batch, tgt_len, src_len) weights a_t, or None (no attention).
+        kl: with a latent variable, KL(q(z | x) || N(0, I)) summed over the batch (nats); else None.
+    """
+
+    logits: Tensor
+    attention: Optional[Tensor] = None
+    kl: Optional[Tensor] = None
 
 
 class EncoderDecoder(nn.Module):
@@ -30,10 +48,6 @@ class EncoderDecoder(nn.Module):
         reverse_source: encode the source backwards (Sutskever et al. 2014, sec. 3.3).
         latent: a Gaussian z between the context and the bridge (variational
             seq2seq, Bowman et al. 2016), or None.
-
-    Attributes:
-        last_kl: with a latent, the KL term of the last :meth:`encode`, summed over
-            its batch (nats), which the trainer adds to the loss; else None.
     """
 
     def __init__(self, encoder: nn.Module, bridge: Optional[Bridge], decoder: nn.Module,
@@ -46,7 +60,6 @@ class EncoderDecoder(nn.Module):
         self.context = context
         self.reverse_source = reverse_source
         self.latent = latent
-        self.last_kl: Optional[Tensor] = None
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int,
@@ -84,36 +97,50 @@ class EncoderDecoder(nn.Module):
 
     def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor, src_ext: Optional[Tensor] = None
                ) -> tuple[EncoderOutput, DecoderState]:
-        """Encode a source batch and build the decoder's start state.
+        """Encode a source batch and build the decoder's start state (what search needs).
 
         Args:
             src: (batch, src_len) ids; src_lengths: (batch,); src_mask: (batch, src_len);
             src_ext: (batch, src_len) the source in the extended target vocabulary
                 (copy attention), or None.
         """
+        encoded, state, _ = self._encode(src, src_lengths, src_mask, src_ext)
+        return encoded, state
+
+    def _encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor, src_ext: Optional[Tensor]
+                ) -> tuple[EncoderOutput, DecoderState, Optional[Tensor]]:
+        """:meth:`encode`, plus the KL term of a latent z summed over the batch (or None)."""
         if self.reverse_source:
             src = reverse_padded(src, src_lengths)
         encoded = self.encoder(src, src_lengths, src_mask)
         if self.reverse_source:     # attention and its weights refer to source positions in reading order
             encoded.outputs = reverse_padded(encoded.outputs, src_lengths)
         if self.bridge is None:                      # a Transformer decoder reads the encoder states only
-            return encoded, self.decoder.init_state(encoded)
+            return encoded, self.decoder.init_state(encoded), None
         context, summary = self.context(encoded.outputs, encoded.final, encoded.mask)
+        kl = None
         if self.latent is not None:
             z, kl = self.latent(context)
-            self.last_kl = kl.sum()
+            kl = kl.sum()
             summary = z.unsqueeze(0)
         hidden = self.bridge(summary, src.size(0))
-        return encoded, self.decoder.init_state(encoded, hidden, context, src_ext)
+        return encoded, self.decoder.init_state(encoded, hidden, context, src_ext), kl
 
-    def forward(self, batch: Batch, return_attention: bool = False) -> tuple[Tensor, Optional[Tensor]]:
-        """Teacher-forced logits.
+    def start(self, batch: Batch) -> tuple[DecoderState, Optional[Tensor]]:
+        """The decoder's start state for a batch and the latent's KL term (None without a latent)."""
+        _, state, kl = self._encode(batch.src, batch.src_lengths, batch.src_mask, getattr(batch, "src_ext", None))
+        return state, kl
 
-        Returns:
-            logits: (batch, tgt_len, V); attention: (batch, tgt_len, src_len) or None.
+    def forward(self, batch: Batch, return_attention: bool = False) -> Seq2SeqOutput:
+        """Teacher-forced pass: the logits of every target position, the KL term and,
+        when asked (the coverage loss reads it), the attention.
+
+        Args:
+            batch: src (batch, src_len), tgt_in (batch, tgt_len) starting with ``<bos>``.
         """
-        _, state = self.encode(batch.src, batch.src_lengths, batch.src_mask, batch.src_ext)
-        return self.decoder(batch.tgt_in, state, return_attention)
+        state, kl = self.start(batch)
+        logits, attention = self.decoder(batch.tgt_in, state, return_attention)
+        return Seq2SeqOutput(logits, attention, kl)
 
     def prior_state(self, n: int, device: torch.device, generator: Optional[torch.Generator] = None):
         """Decoder start states for ``n`` sequences from the prior, z ~ N(0, I)
@@ -129,10 +156,6 @@ class EncoderDecoder(nn.Module):
         encoded = EncoderOutput(z.new_zeros(n, 1, self.encoder.output_size), None,
                                 torch.ones(n, 1, dtype=torch.bool, device=device))
         return self.decoder.init_state(encoded, hidden)
-
-    def num_parameters(self) -> int:
-        """Trainable parameters."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
 def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:

@@ -1,5 +1,6 @@
-"""What every decoding strategy shares: options, results, length caps, penalties
-and the per-step constraints on the next-token distribution.
+"""What every decoding strategy shares: results, length caps, penalties and the
+per-step constraints on the next-token distribution (the options themselves are
+:class:`~seq2seq.config.decoding.DecodeOptions`).
 
 Scoring follows Wu et al. 2016 (GNMT), sec. 7:
 ``s(Y, X) = log P(Y | X) / lp(Y) + cp(X; Y)`` with the length penalty
@@ -12,102 +13,15 @@ instead.  |Y| counts output tokens, ``<eos>`` included when it was produced.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 
+from seq2seq.config.decoding import DecodeOptions
 from seq2seq.data.batching import Batch
-from seq2seq.errors import Seq2SeqError
 
 NEG_INF = float("-inf")
-
-
-@dataclass
-class DecodeOptions:
-    """How to decode.  Defaults give greedy decoding.
-
-    Attributes:
-        strategy: ``greedy``, ``beam`` or ``sample``.
-        beam_size: hypotheses kept per sentence (``beam``).
-        nbest: hypotheses returned per sentence (<= beam_size; ``sample``: use num_samples).
-        length_penalty: alpha of the length penalty (0 = rank by log-probability).
-        length_normalization: ``gnmt`` (((5 + |Y|) / 6) ** alpha) or ``average`` (|Y|,
-            used when length_penalty > 0).
-        coverage_penalty: beta of the coverage penalty (0 = off; needs attention).
-        min_len: output tokens before ``<eos>`` is allowed.
-        max_len: absolute cap on output tokens (None: only the relative cap).
-        max_len_a, max_len_b: relative cap ``floor(a * src_len + b)``.
-        no_repeat_ngram: block any n-gram of this size from repeating (0 = off).
-        temperature: softmax temperature (``sample``).
-        top_k: sample among the k most likely tokens (0 = all).
-        top_p: sample from the smallest set of tokens whose probability reaches p
-            (nucleus sampling, Holtzman et al. 2020; 1.0 = all).
-        num_samples: samples drawn per input (``sample``).
-        seed: seed of the sampling generator (None: torch's global generator).
-        return_attention: keep each hypothesis's attention matrix.
-        replace_unk: replace each ``<unk>`` output by its most attended source token
-            (Luong et al. 2015; applied after the search, which then keeps attention).
-        precision: ``fp32``, or ``bf16``: matrix products in bfloat16 under autocast
-            (scores, softmax and the search itself stay fp32); several times faster
-            on CPUs with AVX512-BF16 / AMX and on GPUs, with slightly different scores.
-    """
-
-    strategy: Literal["greedy", "beam", "sample"] = "greedy"
-    beam_size: int = 5
-    nbest: int = 1
-    length_penalty: float = 0.0
-    length_normalization: Literal["gnmt", "average"] = "gnmt"
-    coverage_penalty: float = 0.0
-    min_len: int = 0
-    max_len: Optional[int] = None
-    max_len_a: float = 1.5
-    max_len_b: int = 10
-    no_repeat_ngram: int = 0
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    num_samples: int = 1
-    seed: Optional[int] = None
-    return_attention: bool = False
-    replace_unk: bool = False
-    precision: Literal["fp32", "bf16"] = "fp32"
-
-    def validate(self) -> "DecodeOptions":
-        """Check ranges; returns self.
-
-        Raises:
-            Seq2SeqError: naming the first bad option.
-        """
-        checks = [
-            (self.strategy in ("greedy", "beam", "sample"), f"strategy must be greedy, beam or sample, "
-                                                            f"not {self.strategy!r}"),
-            (self.beam_size >= 1, f"beam size must be >= 1, got {self.beam_size}"),
-            (self.nbest >= 1, f"nbest must be >= 1, got {self.nbest}"),
-            (self.strategy != "beam" or self.nbest <= self.beam_size,
-             f"nbest ({self.nbest}) must not exceed the beam size ({self.beam_size})"),
-            (self.strategy != "greedy" or self.nbest == 1, "greedy decoding gives one hypothesis (nbest 1); "
-                                                           "use beam search for n-best lists"),
-            (self.length_penalty >= 0, f"length penalty must be >= 0, got {self.length_penalty}"),
-            (self.length_normalization in ("gnmt", "average"),
-             f"length normalization must be gnmt or average, not {self.length_normalization!r}"),
-            (self.coverage_penalty >= 0, f"coverage penalty must be >= 0, got {self.coverage_penalty}"),
-            (self.min_len >= 0, f"min length must be >= 0, got {self.min_len}"),
-            (self.max_len is None or self.max_len >= 1, f"max length must be >= 1, got {self.max_len}"),
-            (self.max_len_a >= 0 and self.max_len_b >= 1, "max_len_a must be >= 0 and max_len_b >= 1"),
-            (self.no_repeat_ngram >= 0, f"no-repeat n-gram size must be >= 0, got {self.no_repeat_ngram}"),
-            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
-            (self.top_k >= 0, f"top-k must be >= 0, got {self.top_k}"),
-            (0 < self.top_p <= 1, f"top-p must be in (0, 1], got {self.top_p}"),
-            (self.num_samples >= 1, f"num samples must be >= 1, got {self.num_samples}"),
-            (self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, not {self.precision!r}"),
-            (self.strategy != "sample" or self.nbest <= self.num_samples,
-             f"nbest ({self.nbest}) must not exceed num samples ({self.num_samples})"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise Seq2SeqError(message)
-        return self
 
 
 @dataclass

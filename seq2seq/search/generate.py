@@ -19,7 +19,6 @@ def decode_batch(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeO
     Returns:
         Per sentence of the batch, its hypotheses best first.
     """
-    options.validate()
     if options.precision == "bf16":
         with torch.autocast(batch.src.device.type, dtype=torch.bfloat16):
             return _decode(model, batch, bos_id, eos_id, options)

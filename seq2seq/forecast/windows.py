@@ -8,8 +8,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from seq2seq.forecast.config import ForecastDataConfig
-from seq2seq.forecast.data import (Scaler, Series, SplitPoints, calendar_features, gather_windows, split_points,
+from seq2seq.config.forecast import ForecastDataConfig
+from seq2seq.forecast.series import (Scaler, Series, SplitPoints, calendar_features, gather_windows, split_points,
                                    window_origins)
 from seq2seq.forecast.metrics import seasonal_scale
 
@@ -33,6 +33,11 @@ class Windows:
 
     def __len__(self) -> int:
         return len(self.origins)
+
+    def to(self, device: torch.device) -> "Windows":
+        """The windows with their tensors on ``device``."""
+        return Windows(self.past.to(device), self.past_cal.to(device), self.future.to(device),
+                       self.future_cal.to(device), self.series, self.origins)
 
     def take(self, index) -> "Windows":
         """The windows at ``index`` (a tensor or array of positions)."""
@@ -63,7 +68,7 @@ class ForecastData:
     """All series of a CSV, split by time and scaled on their training parts only.
 
     Args:
-        series: from :func:`~seq2seq.forecast.data.read_series_csv`.
+        series: from :func:`~seq2seq.forecast.series.read_series_csv`.
         cfg: the ``data`` section.
         where: file name for messages.
 

@@ -1,11 +1,7 @@
 """The schema of a forecasting run (``task: forecast``); ``configs/forecast_co2.yaml``
-is its commented reference.
-
-A forecast config has the same sections as a text config (data, model, training,
-evaluation) and the same loading rules (unknown keys fail with file, line and the
-nearest valid key; ``--set`` overrides), read by :func:`seq2seq.config.load_config`
-when the file says ``task: forecast``.
-"""
+is its commented reference.  Same sections and loading rules as a text config
+(:mod:`seq2seq.config.base`), the shared ``training`` keys
+(:class:`~seq2seq.config.training.TrainingConfig`) plus the regression loss."""
 
 from __future__ import annotations
 
@@ -13,12 +9,13 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from seq2seq.config import AttentionType, Cell, TrainingConfig, _Section
+from seq2seq.config.base import AttentionType, Cell, Section
+from seq2seq.config.training import TrainingConfig
 
 CALENDAR_FEATURES = ("month", "week", "dayofweek", "dayofyear", "hour")
 
 
-class ForecastDataConfig(_Section):
+class ForecastDataConfig(Section):
     """A CSV of one or more time series and how it becomes training windows.
 
     The CSV has a time column (dates, or numbers such as years), one or more value
@@ -64,7 +61,7 @@ class ForecastDataConfig(_Section):
         return self
 
 
-class ForecastEncoderConfig(_Section):
+class ForecastEncoderConfig(Section):
     """Linear input projection (in place of an embedding) + RNN over the past window.
 
     ``input_size`` is the projection's width E: each step's values and calendar
@@ -79,7 +76,7 @@ class ForecastEncoderConfig(_Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
-class ForecastDecoderConfig(_Section):
+class ForecastDecoderConfig(Section):
     """RNN decoder that generates the horizon one step at a time.
 
     Its input at step t is a projection of the previous value y_{t-1} (when
@@ -100,7 +97,7 @@ class ForecastDecoderConfig(_Section):
     feed_previous_output: bool = True
 
 
-class ForecastModelConfig(_Section):
+class ForecastModelConfig(Section):
     """Encoder, bridge and decoder of a forecasting seq2seq (as in the seed notebook:
     a 2-layer GRU reading the past and generating the future).
 
@@ -128,16 +125,12 @@ class ForecastModelConfig(_Section):
         return sorted(set(levels) | {0.5}) if levels else []
 
 
-# Keys of the text training section that mean nothing for regression.
-TEXT_ONLY_TRAINING = ("label_smoothing", "coverage_loss_weight", "word_dropout", "kl_anneal", "kl_anneal_steps",
-                      "kl_weight", "keep_checkpoints", "accumulate_batches", "precision")
-
-
 class ForecastTrainingConfig(TrainingConfig):
     """Optimisation as for text tasks (optimizer, L2 ``weight_decay`` = the seed's
     ``lambda_l2_reg``, clipping, schedules, limits, teacher forcing / scheduled
     sampling on the decoder inputs), with a regression loss.
 
+    ``batch_size`` counts windows.
     ``loss``: ``mse`` (the seed's L2 loss), ``mae`` or ``huber`` (``huber_delta`` in
     scaled units); with ``model.quantiles`` the loss is the pinball loss
     (Koenker & Bassett 1978), averaged over quantiles.
@@ -148,23 +141,12 @@ class ForecastTrainingConfig(TrainingConfig):
 
     loss: Literal["mse", "mae", "huber"] = "mse"
     huber_delta: float = Field(1.0, gt=0)
-    batch_size: int = Field(64, ge=1)
-    early_stopping_metric: Literal["loss", "mae", "rmse", "smape", "mase"] = "mae"  # type: ignore[assignment]
+    early_stopping_metric: Literal["loss", "mae", "rmse", "smape", "mase"] = "mae"
     validate_every: int = Field(200, ge=1)
     log_every: int = Field(50, ge=1)
 
-    @model_validator(mode="after")
-    def _forecast_check(self) -> "ForecastTrainingConfig":
-        fields = type(self).model_fields
-        used = sorted(k for k in TEXT_ONLY_TRAINING if getattr(self, k) != fields[k].default)
-        if used:
-            raise ValueError(f"{', '.join(used)}: text-task options; they do not apply to forecasting")
-        if self.batch_type != "sentences":
-            raise ValueError("batch_type: forecasting batches count windows (leave batch_type out)")
-        return self
 
-
-class ForecastEvaluationConfig(_Section):
+class ForecastEvaluationConfig(Section):
     """Rolling-origin evaluation on the test part of each series.
 
     Forecast origins start at the first test step and move by ``origin_stride``
@@ -176,7 +158,7 @@ class ForecastEvaluationConfig(_Section):
     baselines: list[Literal["naive", "seasonal_naive", "ets", "theta"]] = ["naive", "seasonal_naive", "ets", "theta"]
 
 
-class ForecastConfig(_Section):
+class ForecastConfig(Section):
     """A whole forecasting run."""
 
     task: Literal["forecast"]

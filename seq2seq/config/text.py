@@ -1,0 +1,235 @@
+"""The schema of a text run (sequence-to-sequence over tokens: G2P, translation,
+dialog, transduction); ``configs/g2p_cmudict.yaml`` is its commented reference."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from seq2seq.config.base import AttentionType, Cell, Section
+from seq2seq.config.decoding import DecodingConfig
+from seq2seq.config.training import TrainingConfig
+
+
+class SentencePieceConfig(Section):
+    """Subword model(s) for ``src_tokenizer`` / ``tgt_tokenizer: sentencepiece``.
+
+    Trained by ``seq2seq train`` on ``data.train`` (whatever file it names) and saved
+    in the run directory: ``sentencepiece.model`` when ``joint`` (one model over
+    sources and targets, both sides sentencepiece), else ``src_sentencepiece.model``
+    / ``tgt_sentencepiece.model``.  ``model_type``: ``unigram`` (Kudo 2018) or
+    ``bpe`` (Sennrich et al. 2016).  ``vocab_size``: pieces per model (a soft limit
+    on small corpora).  ``character_coverage``: share of characters covered (1.0
+    for alphabetic scripts, about 0.9995 for Chinese or Japanese).
+    """
+
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    vocab_size: int = Field(8000, ge=8)
+    joint: bool = True
+    character_coverage: float = Field(1.0, gt=0, le=1)
+
+
+class DataConfig(Section):
+    """Where the parallel data is and how it becomes token ids.
+
+    TSV files hold ``source<TAB>target`` (training) or ``source<TAB>ref1<TAB>ref2...``
+    (valid/test).  Relative paths are resolved against the working directory.
+    ``autoencoder``: the target is the source (a sequence autoencoder); only the
+    first column of each file is read.
+
+    ``max_src_len`` (tokens) and ``long_source`` say what happens to a longer
+    source, in training data and in prediction input alike: ``drop`` (training:
+    the pair is left out; prediction: an empty output line, and a warning),
+    ``truncate`` (its first ``max_src_len`` tokens are kept), ``reject`` (an error
+    naming the file and line).  Training pairs with a target longer than
+    ``max_tgt_len`` are dropped.
+    """
+
+    train: str
+    valid: Optional[str] = None
+    test: Optional[str] = None
+    src_tokenizer: Literal["char", "word", "sentencepiece"] = "char"
+    tgt_tokenizer: Literal["char", "word", "sentencepiece"] = "word"
+    sentencepiece: SentencePieceConfig = SentencePieceConfig()
+    lowercase: bool = False
+    src_min_freq: int = Field(1, ge=1)
+    tgt_min_freq: int = Field(1, ge=1)
+    src_max_size: Optional[int] = Field(None, ge=1)
+    tgt_max_size: Optional[int] = Field(None, ge=1)
+    max_src_len: Optional[int] = Field(None, ge=1)
+    long_source: Literal["drop", "truncate", "reject"] = "drop"
+    max_tgt_len: Optional[int] = Field(None, ge=1)
+    autoencoder: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "DataConfig":
+        if self.autoencoder and self.src_tokenizer != self.tgt_tokenizer:
+            raise ValueError("autoencoder (target = source) needs src_tokenizer == tgt_tokenizer")
+        if self.sentencepiece.joint and "sentencepiece" in (self.src_tokenizer, self.tgt_tokenizer) \
+                and self.src_tokenizer != self.tgt_tokenizer:
+            raise ValueError("sentencepiece.joint needs src_tokenizer and tgt_tokenizer both 'sentencepiece'; "
+                             "set data.sentencepiece.joint: false for a subword model on one side only")
+        return self
+
+
+class EncoderConfig(Section):
+    """Embedding + RNN encoder (Cho et al. 2014; Bahdanau et al. 2015, sec. 3.2), or a
+    Transformer encoder (``type: transformer``, Vaswani et al. 2017: ``hidden_size`` is
+    d_model, with ``heads`` and ``ff_size``; ``cell`` and ``bidirectional`` do not apply)."""
+
+    type: Literal["rnn", "transformer"] = "rnn"
+    heads: int = Field(4, ge=1)
+    ff_size: Optional[int] = Field(None, ge=1)
+    cell: Cell = "lstm"
+    embedding_size: int = Field(128, ge=1)
+    hidden_size: int = Field(256, ge=1)
+    layers: int = Field(1, ge=1)
+    bidirectional: bool = True
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+class DecoderConfig(Section):
+    """Embedding + RNN decoder with optional attention.
+
+    ``attention`` picks both the score function and where it is applied:
+    ``bahdanau`` scores with the previous state before the cell and feeds the
+    context into it (Bahdanau et al. 2015); ``luong_*`` score with the current
+    state after the cell and form ``tanh(W[h; c])`` (Luong et al. 2015, eq. 5),
+    optionally fed to the next input (``input_feeding``, Luong sec. 3.3).
+
+    ``copy_attention``: pointer-generator output over the target vocabulary extended
+    by each source's unknown words (See et al. 2017); ``coverage``: the attention
+    already paid to each source position enters its score, and the coverage loss
+    (weight ``training.coverage_loss_weight``) penalises attending to it again.
+
+    ``type: transformer`` is a Transformer decoder (Vaswani et al. 2017; ``hidden_size``
+    = d_model, ``heads``, ``ff_size`` default 4 x d_model) with its own multi-head
+    cross-attention; ``cell``, ``attention`` and the RNN input options do not apply.
+    """
+
+    type: Literal["rnn", "transformer"] = "rnn"
+    heads: int = Field(4, ge=1)
+    ff_size: Optional[int] = Field(None, ge=1)
+    cell: Cell = "lstm"
+    embedding_size: int = Field(128, ge=1)
+    hidden_size: int = Field(256, ge=1)
+    layers: int = Field(1, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    attention: AttentionType = "luong_general"
+    attention_size: Optional[int] = Field(None, ge=1)
+    input_feeding: bool = False
+    context_every_step: bool = False
+    feed_previous_output: bool = True
+    copy_attention: bool = False
+    coverage: bool = False
+    tie_embeddings: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "DecoderConfig":
+        if self.input_feeding and not self.attention.startswith("luong"):
+            raise ValueError("input_feeding needs a luong_* attention (it feeds tanh(W[h; c]))")
+        if self.tie_embeddings and self.embedding_size != self.hidden_size:
+            raise ValueError("tie_embeddings needs embedding_size == hidden_size")
+        if (self.copy_attention or self.coverage) and self.attention == "none":
+            raise ValueError("copy and coverage need an attention type (they read the attention weights)")
+        if self.type == "transformer" and (self.input_feeding or self.context_every_step or self.copy_attention
+                                           or self.coverage or not self.feed_previous_output):
+            raise ValueError("input_feeding, context_every_step and feed_previous_output: false are RNN "
+                             "decoder options; the transformer decoder reads its previous outputs and attends")
+        if not (self.feed_previous_output or self.context_every_step or self.input_feeding
+                or self.attention == "bahdanau"):
+            raise ValueError("feed_previous_output: false leaves the decoder cell without input; also set "
+                             "context_every_step, input_feeding or attention: bahdanau")
+        return self
+
+
+class ModelConfig(Section):
+    """The encoder, the bridge between them, and the decoder.
+
+    ``context`` is the fixed-size summary c of the source that the bridge (and
+    ``decoder.context_every_step``) reads: ``last``, the encoder's final states
+    (Sutskever et al. 2014; Cho et al. 2014, eq. 2 with f = the final state), or
+    ``mean`` / ``max``, a learned transform ``tanh(W pool_j(h_j) + b)`` of all the
+    encoder's states.  ``reverse_source`` feeds the source backwards (Sutskever et
+    al. 2014, sec. 3.3); attention still sees the states in source order.
+    ``latent_size``: a variational seq2seq (Bowman et al. 2016): c gives the mean
+    and log-variance of a Gaussian z, the decoder starts from z (bridge
+    ``projection``), and training adds the KL term to the loss.
+    """
+
+    encoder: EncoderConfig = EncoderConfig()
+    decoder: DecoderConfig = DecoderConfig()
+    bridge: Literal["none", "last", "projection"] = "projection"
+    context: Literal["last", "mean", "max"] = "last"
+    reverse_source: bool = False
+    latent_size: Optional[int] = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        if self.latent_size is not None:
+            d = self.decoder
+            if d.type != "rnn" or d.attention != "none" or d.context_every_step:
+                raise ValueError("a variational seq2seq (latent_size) passes the source only through z: it needs "
+                                 "an RNN decoder with attention: none and context_every_step: false")
+            if self.bridge != "projection":
+                raise ValueError("a variational seq2seq (latent_size) starts the decoder from z through "
+                                 "bridge: projection")
+        return self
+
+
+class TextTrainingConfig(TrainingConfig):
+    """The shared ``training`` keys plus those of token targets: maximum likelihood per
+    target token, with ``label_smoothing`` (Szegedy et al. 2016).  ``batch_type``:
+    ``batch_size`` counts sentences or tokens.  ``coverage_loss_weight`` weighs See et
+    al. 2017's coverage loss (with ``model.decoder.coverage``).  ``word_dropout``
+    replaces decoder input tokens by ``<unk>`` at that rate (Bowman et al. 2016, sec.
+    3.2).  With ``model.latent_size`` the KL term is weighted by ``kl_weight`` times
+    the annealing factor: 1 (``constant``), ``min(1, i / kl_anneal_steps)``
+    (``linear``) or ``1 / (1 + exp(-10 (i / kl_anneal_steps - 0.5)))`` (``logistic``,
+    sec. 3.1).
+    """
+
+    batch_type: Literal["sentences", "tokens"] = "sentences"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    coverage_loss_weight: float = Field(1.0, ge=0)
+    word_dropout: float = Field(0.0, ge=0, lt=1)
+    kl_anneal: Literal["constant", "linear", "logistic"] = "logistic"
+    kl_anneal_steps: int = Field(5000, ge=1)
+    kl_weight: float = Field(1.0, ge=0)
+    early_stopping_metric: Literal["loss", "ppl", "wer", "per", "accuracy", "bleu", "chrf"] = "wer"
+
+
+class EvaluationConfig(Section):
+    """Metrics computed at validation and by ``seq2seq evaluate``."""
+
+    metrics: list[Literal["accuracy", "wer", "per", "bleu", "chrf"]] = ["accuracy", "wer", "per"]
+
+
+class Config(Section):
+    """A whole text run: data, model, training, decoding, evaluation."""
+
+    task: Literal["text"] = "text"
+    name: str = "run"
+    seed: int = 1
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    training: TextTrainingConfig = TextTrainingConfig(max_steps=10000)
+    decoding: DecodingConfig = DecodingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> "Config":
+        if self.decoding.replace_unk and self.model.decoder.type == "rnn" and self.model.decoder.attention == "none":
+            raise ValueError("decoding.replace_unk reads the attention weights: it needs model.decoder.attention")
+        if self.model.decoder.copy_attention and self.training.label_smoothing > 0:
+            raise ValueError("label_smoothing is not defined over copy attention's per-sentence extended "
+                             "vocabulary; set training.label_smoothing: 0 with model.decoder.copy_attention")
+        m = self.training.early_stopping_metric
+        if m not in ("loss", "ppl") and m not in self.evaluation.metrics:
+            raise ValueError(
+                f"training.early_stopping_metric '{m}' must be 'loss', 'ppl' or one of "
+                f"evaluation.metrics {self.evaluation.metrics}")
+        return self
+
+

@@ -1,0 +1,157 @@
+"""The text task: token sequences to token sequences (G2P, translation, dialog,
+transduction), trained by maximum likelihood with teacher forcing or scheduled
+sampling (Bengio et al. 2015) and validated on decoded outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from seq2seq.config import Config
+from seq2seq.criteria import SequenceCriterion
+from seq2seq.data.batching import Batch, BucketSampler
+from seq2seq.data.corpus import Corpus, Split
+from seq2seq.data.tsv import read_tsv
+from seq2seq.evaluation import evaluate_split, evaluation_split
+from seq2seq.metrics import HIGHER_IS_BETTER
+from seq2seq.models.encoder_decoder import EncoderDecoder, Seq2SeqOutput
+from seq2seq.scheduled_sampling import scheduled_sampling_forward
+
+
+class TextTask:
+    """Parallel text: a corpus (tokenizers + vocabularies) and its training and
+    validation splits.
+
+    Args:
+        config: the run's config.
+        corpus: tokenizers and vocabularies.
+        train_split, valid_split: encoded data (None when only predicting).
+    """
+
+    unit = "tokens"
+
+    def __init__(self, config: Config, corpus: Corpus, train_split: Optional[Split] = None,
+                 valid_split: Optional[Split] = None):
+        self.config, self.corpus = config, corpus
+        self.train_split, self.valid_split = train_split, valid_split
+        t = config.training
+        self.criterion = SequenceCriterion(
+            corpus.tgt_vocab.pad_id, t.label_smoothing,
+            t.coverage_loss_weight if config.model.decoder.coverage else 0.0,
+            t.kl_weight, t.kl_anneal, t.kl_anneal_steps)
+        self._sampler: Optional[BucketSampler] = None
+        self.dropped = 0                      # training pairs left out by the length limits
+
+    @classmethod
+    def for_training(cls, config: Config, run_dir: Optional[Path] = None) -> "TextTask":
+        """Read the training and validation TSVs; build the corpus from the training
+        data (training sentencepiece models if asked), or load it from ``run_dir``.
+
+        The training split drops pairs over ``data.max_src_len`` / ``max_tgt_len``
+        (``long_source`` policies); the validation split keeps every example.
+
+        Raises:
+            Seq2SeqError: unreadable or malformed files (naming file and line).
+        """
+        d = config.data
+        copy = config.model.decoder.copy_attention
+        train_ex = read_tsv(d.train, autoencoder=d.autoencoder)
+        valid_ex = read_tsv(d.valid, multi_reference=True, autoencoder=d.autoencoder) if d.valid else None
+        corpus = Corpus.load(d, run_dir, copy=copy) if run_dir else Corpus.from_config(d, train_ex, copy=copy)
+        train_split = corpus.split(train_ex, max_src_len=d.max_src_len, max_tgt_len=d.max_tgt_len,
+                                   long_source=d.long_source, where=d.train)
+        valid_split = evaluation_split(corpus, d, valid_ex, d.valid) if valid_ex else None
+        task = cls(config, corpus, train_split, valid_split)
+        task.dropped = len(train_ex) - len(train_split.examples)
+        return task
+
+    def save(self, run_dir: Path) -> None:
+        """Vocabularies and sentencepiece models into a new run directory."""
+        self.corpus.save(run_dir)
+
+    def build_model(self) -> EncoderDecoder:
+        """The encoder-decoder of ``model`` for this corpus's vocabularies."""
+        return EncoderDecoder.from_config(self.config.model, len(self.corpus.src_vocab), len(self.corpus.tgt_vocab))
+
+    def summary(self) -> str:
+        """The data line printed when training starts."""
+        n = len(self.train_split.examples)
+        return (f"train {n} pairs{f' ({self.dropped} too long, dropped)' if self.dropped else ''}, valid {len(self.valid_split.examples) if self.valid_split else 0}; "
+                f"vocab src {len(self.corpus.src_vocab)} tgt {len(self.corpus.tgt_vocab)}")
+
+    # ------------------------------------------------------------------ training
+    def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
+        """Row indices of each batch of ``epoch``: length buckets, shuffled by (seed, epoch)."""
+        if self._sampler is None:
+            t, ds = self.config.training, self.train_split.dataset
+            self._sampler = BucketSampler(ds.lengths(), t.batch_size, t.batch_type, shuffle=True,
+                                          seed=self.config.seed, sort_key=ds.sort_key())
+        return self._sampler.batches(epoch)
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        """The training batch of rows ``index``."""
+        return self.train_split.dataset.batch(index)
+
+    def word_dropout(self, batch: Batch) -> Batch:
+        """Replace decoder inputs after ``<bos>`` by ``<unk>`` at rate ``training.word_dropout``
+        (Bowman et al. 2016, sec. 3.2), so the decoder leans on the source state."""
+        p = self.config.training.word_dropout
+        drop = (torch.rand(batch.tgt_in.shape, device=batch.tgt_in.device) < p) & batch.tgt_mask
+        drop[:, 0] = False
+        return dataclasses.replace(batch, tgt_in=batch.tgt_in.masked_fill(drop, self.corpus.tgt_vocab.unk_id))
+
+    def forward(self, model: EncoderDecoder, batch: Batch, teacher_forcing: float) -> Seq2SeqOutput:
+        """The training pass: teacher forcing at eps = 1, else scheduled sampling with
+        gold-token probability ``teacher_forcing``; word dropout first when configured."""
+        t = self.config.training
+        if t.word_dropout > 0:
+            batch = self.word_dropout(batch)
+        if teacher_forcing >= 1.0:
+            return model(batch, return_attention=self.criterion.needs_attention)
+        return scheduled_sampling_forward(model, batch, teacher_forcing, t.teacher_forcing)
+
+    def log_values(self, step: int) -> dict:
+        """The KL weight of a variational model at ``step``."""
+        if self.config.model.latent_size is None:
+            return {}
+        return {"kl_weight": round(self.criterion.kl_weight_at(step), 6)}
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, model: EncoderDecoder, device: torch.device) -> Optional[dict]:
+        """Loss, perplexity and ``evaluation.metrics`` on the validation split (None without one)."""
+        if self.valid_split is None:
+            return None
+        results, _ = evaluate_split(model, self.corpus, self.valid_split, self.config.evaluation.metrics,
+                                    self.config, device)
+        return results
+
+    @staticmethod
+    def higher_is_better(metric: str) -> bool:
+        return HIGHER_IS_BETTER[metric]
+
+    def plot(self, records: list[dict], run_dir: Path) -> None:
+        """``curves.png``, and ``teacher_forcing.png`` under scheduled sampling."""
+        from seq2seq.plotting import plot_curves, plot_teacher_forcing
+
+        plot_curves(records, run_dir / "curves.png", self.config.training.early_stopping_metric)
+        if any("teacher_forcing" in r for r in records):
+            plot_teacher_forcing(records, run_dir / "teacher_forcing.png")
+
+    def attention_example(self, model: EncoderDecoder, device: torch.device):
+        """The greedy output and attention of the first validation example, or None."""
+        if self.valid_split is None or self.config.model.decoder.attention == "none":
+            return None
+        from seq2seq.search import greedy_search
+
+        batch = self.valid_split.dataset.batch(torch.tensor([0])).to(device)
+        v = self.corpus.tgt_vocab
+        model.eval()
+        with torch.no_grad():
+            hyp = greedy_search(model, batch, v.bos_id, v.eos_id, self.config.decoding.replace(
+                strategy="greedy", nbest=1, return_attention=True))[0][0]
+        if hyp.attention is None:
+            return None
+        return hyp.attention, self.valid_split.source_tokens[0], v.decode(hyp.tokens)
