@@ -121,8 +121,12 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--train-steps", type=int, default=2000)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--onmt-env", default=os.environ.get("ONMT_ENV", "/work/peers/onmt"))
-    p.add_argument("--joey-env", default=os.environ.get("JOEY_ENV", "/work/peers/joeynmt"))
+    p.add_argument("--onmt-env", default=os.environ.get("ONMT_ENV", ""),
+                   help="OpenNMT-py 3.5.1's virtual environment (default $ONMT_ENV); make it with the "
+                        "recipe in ../shared/peers/README.md (pip install --no-deps OpenNMT-py==3.5.1, then "
+                        "its dependencies with torch==2.13.0)")
+    p.add_argument("--joey-env", default=os.environ.get("JOEY_ENV", ""),
+                   help="JoeyNMT's virtual environment (default $JOEY_ENV; recipe in ../shared/peers/README.md)")
     p.add_argument("--limit", type=int, default=None, help="decode only the first N test words (smoke test)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per decoder; the fastest is reported")
     p.add_argument("--skip-onmt", action="store_true")
@@ -149,9 +153,11 @@ def main(argv=None) -> None:
                                       args.threads, args.repeats)
         print(f"[onmt] {results['onmt']}", file=sys.stderr)
     else:
-        print(f"[onmt] no environment at {args.onmt_env}; skipped", file=sys.stderr)
+        print(f"[onmt] no environment at {args.onmt_env!r} (set --onmt-env or ONMT_ENV); skipped",
+                  file=sys.stderr)
     if not Path(args.joey_env, "bin", "python").exists():
-        print(f"[joeynmt] no environment at {args.joey_env}; skipped", file=sys.stderr)
+        print(f"[joeynmt] no environment at {args.joey_env!r} (set --joey-env or JOEY_ENV); skipped",
+              file=sys.stderr)
     print(f"\nDecoding speed, {len(words):,} g014b2b test words, batch 64, {args.threads} threads, "
           f"models trained {args.train_steps} updates")
     print(f"{'model':12s} {'greedy w/s':>11s} {'beam-5 w/s':>11s}")

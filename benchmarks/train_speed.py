@@ -12,7 +12,7 @@ Measures, in one run on this machine:
 3. ``default``: the default G2P model of ``configs/g2p_cmudict.yaml`` (no input
    feeding: the whole target runs through the decoder RNN in one call).
 4. ``onmt``: OpenNMT-py 3.5.1 itself, where its environment exists
-   (``--onmt-env``, default /work/peers/onmt; recipe in the peers README).
+   (``--onmt-env`` or ``$ONMT_ENV``; recipe in the peers README).
 
 Data: the peers README's common G2P data (20,000 cmudict words, stress kept).
 Speed = target tokens including ``<eos>`` (no padding, no ``<bos>``) per second of
@@ -192,7 +192,10 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--onmt-env", default=os.environ.get("ONMT_ENV", "/work/peers/onmt"))
+    p.add_argument("--onmt-env", default=os.environ.get("ONMT_ENV", ""),
+                   help="OpenNMT-py 3.5.1's virtual environment (default $ONMT_ENV); make it with the "
+                        "recipe in ../shared/peers/README.md (pip install --no-deps OpenNMT-py==3.5.1, then "
+                        "its dependencies with torch==2.13.0)")
     p.add_argument("--skip-onmt", action="store_true")
     p.add_argument("--only", nargs="+", choices=VARIANTS + ABLATIONS)
     p.add_argument("--no-bound", action="store_true", help="skip the FLOP count and matrix-product timing")
@@ -203,7 +206,8 @@ def main(argv=None) -> None:
     todo = args.only or VARIANTS
     if "onmt" in todo and (args.skip_onmt or not Path(args.onmt_env, "bin", "python").exists()):
         if not args.skip_onmt:
-            print(f"[onmt] no environment at {args.onmt_env}; skipped", file=sys.stderr)
+            print(f"[onmt] no environment at {args.onmt_env!r} (set --onmt-env or ONMT_ENV); skipped",
+                  file=sys.stderr)
         todo = [n for n in todo if n != "onmt"]
     timers, params = {}, {}
     for name in todo:

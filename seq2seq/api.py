@@ -84,18 +84,13 @@ class Seq2Seq:
         return cls(config, corpus, model.to(dev).eval(), dev)
 
     def decode_options(self, beam: Optional[int] = None, **overrides) -> DecodeOptions:
-        """The run's ``decoding`` settings with overrides (names of :class:`DecodeOptions`).
-
-        ``beam=N`` is shorthand for ``strategy='beam', beam_size=N`` (``beam=1``: greedy).
+        """The run's ``decoding`` settings with overrides (names of :class:`DecodeOptions`;
+        ``beam=N`` is shorthand for ``strategy='beam', beam_size=N``, ``beam=1``: greedy).
 
         Raises:
             Seq2SeqError: an unknown option or an invalid combination.
         """
-        opts = self.config.decoding.replace(beam=beam, **overrides)
-        dec = self.config.model.decoder
-        if opts.replace_unk and dec.type == "rnn" and dec.attention == "none":
-            raise Seq2SeqError("replacing <unk> (--replace-unk) reads the attention weights; this model has none")
-        return opts
+        return self.config.decode_options(beam=beam, **overrides)
 
     def predict(self, sources: list[str], batch_size: Optional[int] = None, *, beam: Optional[int] = None,
                 with_scores: bool = False, return_attention: bool = False, **options

@@ -118,29 +118,12 @@ class TensorBoardLog:
         """
         import numpy as np
         from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure   # object-oriented API: no pyplot, no global backend
 
-        if hasattr(attention, "detach"):
-            attention = attention.detach().float().cpu().numpy()
-        w = np.asarray(attention, dtype=float)
-        rows = list(target_tokens) + (["<eos>"] if w.ndim == 2 and w.shape[0] == len(target_tokens) + 1 else [])
-        if w.ndim != 2 or w.shape != (len(rows), len(source_tokens)):
-            raise ValueError(f"attention of shape {w.shape} does not fit {len(target_tokens)} target and "
-                             f"{len(source_tokens)} source tokens")
-        # Same look as seq2seq.plotting.plot_attention (which imports pyplot at import time).
-        fig = Figure(figsize=(max(3.0, 0.45 * w.shape[1] + 1.5), max(2.5, 0.4 * w.shape[0] + 1.2)), dpi=100)
-        canvas = FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        image = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-        ax.set_xticks(range(len(source_tokens)), source_tokens,
-                      rotation=90 if source_tokens and max(map(len, source_tokens)) > 2 else 0)
-        ax.set_yticks(range(len(rows)), rows)
-        ax.set_xlabel("source")
-        ax.set_ylabel("output")
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-        fig.tight_layout()
+        from seq2seq.plotting import attention_figure
+
+        canvas = FigureCanvasAgg(attention_figure(attention, source_tokens, target_tokens))
         canvas.draw()
-        rgb = np.asarray(canvas.buffer_rgba())[..., :3].copy()   # (H, W, 3) uint8
+        rgb = np.asarray(canvas.buffer_rgba())[..., :3].copy()             # (H, W, 3) uint8
         self.writer.add_image("valid/attention", rgb, global_step=step, dataformats="HWC")
 
     def close(self) -> None:

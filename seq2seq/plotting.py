@@ -77,32 +77,34 @@ def _save(fig, path: Path) -> None:
     tmp.replace(path)
 
 
-def plot_attention(weights, source_tokens: list[str], output_tokens: list[str], path: Path,
-                   title: str = "") -> None:
-    """Draw one prediction's attention as a heatmap (source across, output down).
+def attention_figure(weights, source_tokens: list[str], output_tokens: list[str], title: str = ""):
+    """One prediction's attention as a heatmap figure (source across, output down).
 
     Args:
-        weights: (steps, src_len) attention weights, a nested list or array; a row
-            more than ``output_tokens`` is the ``<eos>`` step.
-        source_tokens: src_len column labels.
-        output_tokens: output tokens (``<eos>`` is appended as a label when the
-            weights have one row more).
-        path: PNG to write (atomically).
+        weights: (steps, src_len) attention weights, a nested list, array or tensor; a
+            row more than ``output_tokens`` is the ``<eos>`` step (labelled so).
+        source_tokens: src_len column labels; output_tokens: row labels.
+
+    Returns:
+        A :class:`matplotlib.figure.Figure`.
 
     Raises:
         ValueError: the labels do not fit the matrix.
     """
     import numpy as np
 
+    if hasattr(weights, "detach"):
+        weights = weights.detach().float().cpu()
     w = np.asarray(weights, dtype=float)
-    rows = list(output_tokens) + (["<eos>"] if w.shape[0] == len(output_tokens) + 1 else [])
+    rows = list(output_tokens) + (["<eos>"] if w.ndim == 2 and w.shape[0] == len(output_tokens) + 1 else [])
     if w.ndim != 2 or w.shape != (len(rows), len(source_tokens)):
         raise ValueError(f"attention of shape {w.shape} does not fit {len(output_tokens)} output and "
                          f"{len(source_tokens)} source tokens")
-    fig = _figure(figsize=(max(3.0, 0.45 * w.shape[1] + 1.5), max(2.5, 0.4 * w.shape[0] + 1.2)))
+    fig = _figure(figsize=(max(3.0, 0.45 * w.shape[1] + 1.5), max(2.5, 0.4 * w.shape[0] + 1.2)), dpi=100)
     ax = fig.subplots()
     image = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=90 if max(map(len, source_tokens)) > 2 else 0)
+    ax.set_xticks(range(len(source_tokens)), source_tokens,
+                  rotation=90 if source_tokens and max(map(len, source_tokens)) > 2 else 0)
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("source")
     ax.set_ylabel("output")
@@ -110,7 +112,17 @@ def plot_attention(weights, source_tokens: list[str], output_tokens: list[str], 
         ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    _save(fig, path)
+    return fig
+
+
+def plot_attention(weights, source_tokens: list[str], output_tokens: list[str], path: Path,
+                   title: str = "") -> None:
+    """:func:`attention_figure` written to the PNG ``path`` (atomically).
+
+    Raises:
+        ValueError: the labels do not fit the matrix.
+    """
+    _save(attention_figure(weights, source_tokens, output_tokens, title), path)
 
 
 def plot_forecast(past_times, past, future_times, forecast, path: Path, truth=None, lower=None, upper=None,

@@ -8,8 +8,9 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from seq2seq.config.base import AttentionType, Cell, Section
-from seq2seq.config.decoding import DecodingConfig
+from seq2seq.config.decoding import DecodeOptions, DecodingConfig
 from seq2seq.config.training import TrainingConfig
+from seq2seq.errors import Seq2SeqError
 
 
 class SentencePieceConfig(Section):
@@ -220,8 +221,8 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _check(self) -> "Config":
-        if self.decoding.replace_unk and self.model.decoder.type == "rnn" and self.model.decoder.attention == "none":
-            raise ValueError("decoding.replace_unk reads the attention weights: it needs model.decoder.attention")
+        if problem := _replace_unk_problem(self.decoding, self.model):
+            raise ValueError(problem)
         if self.model.decoder.copy_attention and self.training.label_smoothing > 0:
             raise ValueError("label_smoothing is not defined over copy attention's per-sentence extended "
                              "vocabulary; set training.label_smoothing: 0 with model.decoder.copy_attention")
@@ -233,3 +234,23 @@ class Config(Section):
         return self
 
 
+
+    def decode_options(self, beam: Optional[int] = None, **overrides) -> DecodeOptions:
+        """The ``decoding`` section with overrides (:meth:`DecodeOptions.replace`), checked
+        against this model.
+
+        Raises:
+            Seq2SeqError: an unknown option, a bad value or combination, or ``replace_unk``
+                for a model without attention.
+        """
+        options = self.decoding.replace(beam=beam, **overrides)
+        if problem := _replace_unk_problem(options, self.model):
+            raise Seq2SeqError(problem)
+        return options
+
+
+def _replace_unk_problem(options: DecodeOptions, model: ModelConfig) -> Optional[str]:
+    """Why ``replace_unk`` cannot apply to ``model`` (it reads attention weights), or None."""
+    if options.replace_unk and model.decoder.type == "rnn" and model.decoder.attention == "none":
+        return "replace_unk (--replace-unk) reads the attention weights: it needs model.decoder.attention"
+    return None

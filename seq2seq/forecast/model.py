@@ -15,8 +15,10 @@ with continuous inputs and outputs.
 
 With ``window_normalization`` each window is expressed relative to its last
 observed value and in units of its own standard deviation (per column), and the
-output is mapped back; the network then sees the shape of the recent past, not
-its level.
+output is mapped back: a reversible per-window (instance) normalisation in the
+spirit of RevIN (Kim et al. 2022), shifted by the last value where RevIN uses the
+window mean, and without RevIN's learned affine.  The network then sees the shape
+of the recent past, not its level.
 """
 
 from __future__ import annotations
