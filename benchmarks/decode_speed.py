@@ -153,8 +153,7 @@ def main(argv=None) -> None:
                                       args.threads, args.repeats)
         print(f"[onmt] {results['onmt']}", file=sys.stderr)
     else:
-        print(f"[onmt] no environment at {args.onmt_env!r} (set --onmt-env or ONMT_ENV); skipped",
-                  file=sys.stderr)
+        print(f"[onmt] no environment at {args.onmt_env!r} (set --onmt-env or ONMT_ENV); skipped", file=sys.stderr)
     if not Path(args.joey_env, "bin", "python").exists():
         print(f"[joeynmt] no environment at {args.joey_env!r} (set --joey-env or JOEY_ENV); skipped",
               file=sys.stderr)

@@ -90,7 +90,7 @@ def main() -> None:
     p.add_argument("--datasets", nargs="+", default=["co2", "sunspots", "elnino"], choices=list(COLUMNS))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seeds", type=int, nargs="+", default=[1], help="one run per seed; the table averages them")
-    p.add_argument("--set", nargs="*", default=[], dest="overrides", help="config overrides for every dataset")
+    p.add_argument("--set", nargs="*", action="extend", default=[], dest="overrides", help="config overrides for every dataset")
     p.add_argument("--work", help="folder for CSVs and runs (default: a temporary one)")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--plot", help="PNG of the co2 forecast of the last test year")

@@ -65,7 +65,7 @@ def main(argv=None) -> None:
     p.add_argument("--minutes", type=float, default=48.0, help="training wall-clock budget")
     p.add_argument("--run", default="runs/bench_g2p")
     p.add_argument("--config", default=str(ROOT / "configs" / "g2p_cmudict.yaml"))
-    p.add_argument("--set", nargs="*", default=[], dest="overrides")
+    p.add_argument("--set", nargs="*", action="extend", default=[], dest="overrides")
     p.add_argument("--beam", type=int, default=5, help="beam size of the second decoding")
     p.add_argument("--evaluate-only", action="store_true", help="score the existing run directory --run")
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "g2p_benchmark.json"))

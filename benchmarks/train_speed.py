@@ -107,7 +107,7 @@ def build_ours(model_cfg: ModelConfig, sv, tv, precision: str = "fp32"):
 
     def step(batch):
         with autocast(precision, torch.device("cpu")):
-            logits, _ = model(batch)
+            logits = model(batch).logits
         loss_sum, n = sequence_cross_entropy(logits.float(), batch.tgt_out, tv.pad_id)
         opt.zero_grad(set_to_none=True)
         (loss_sum / n).backward()

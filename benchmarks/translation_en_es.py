@@ -35,7 +35,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=str(ROOT / "configs" / "translation_en_es.yaml"))
     p.add_argument("--run", default="runs/translation_en_es")
-    p.add_argument("--set", nargs="*", default=[], dest="overrides")
+    p.add_argument("--set", nargs="*", action="extend", default=[], dest="overrides")
     p.add_argument("--evaluate-only", action="store_true")
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)

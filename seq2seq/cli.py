@@ -22,11 +22,10 @@ Forecasting (``task: forecast`` configs; see :mod:`seq2seq.forecast.cli`)::
     seq2seq evaluate RUN [--data CSV] [--json]        (rolling origin, with baselines)
     seq2seq predict RUN --data history.csv [--horizon H] [--out CSV] [--plot PNG] [--holdout]
 
-Decoding options (predict and evaluate; default: the run's ``decoding`` section):
---beam N, --nbest N, --length-penalty A, --length-normalization gnmt|average,
---coverage-penalty B, --min-len N, --max-len N, --no-repeat-ngram N, and
---sample with --temperature T, --top-k K, --top-p P, --num-samples N, --seed S;
---replace-unk (each ``<unk>`` output becomes its most attended source token).
+Decoding options (evaluate, predict, chat, sample; default: the run's ``decoding``
+section): one flag per field of :class:`~seq2seq.config.DecodeOptions`
+(``--beam-size``, ``--nbest``, ``--length-penalty``, ... ``--replace-unk``), plus
+``--beam N`` (beam search of size N) and ``--sample``.
 
 User errors print one line ``seq2seq: error: ...`` and exit with status 2.
 """
@@ -56,16 +55,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="override config keys, e.g. training.max_steps=2000 (repeatable; applied in order)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
 
-    e = sub.add_parser("evaluate", help="score a run on a TSV file (forecast runs: rolling origin on a CSV)")
-    e.add_argument("run")
+    e = _run_parser(sub, "evaluate", "score a run on a TSV file (forecast runs: rolling origin on a CSV)")
     e.add_argument("--data", help="TSV: source<TAB>ref1[<TAB>ref2...]; forecast runs: CSV (default data.path)")
-    e.add_argument("--checkpoint", default="best", help="best, last or averaged")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    _decoding_arguments(e)
 
-    pr = sub.add_parser("predict", help="decode sources from stdin, one per line, to stdout")
-    pr.add_argument("run")
-    pr.add_argument("--checkpoint", default="best", help="best, last or averaged")
+    pr = _run_parser(sub, "predict", "decode sources from stdin, one per line, to stdout")
     pr.add_argument("--batch-size", type=int, default=None)
     pr.add_argument("--scores", action="store_true", help="append each hypothesis's score (TAB-separated)")
     pr.add_argument("--attention", metavar="FILE", help="write every hypothesis's attention to FILE as JSON")
@@ -75,19 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--out", help="CSV to write (default stdout)")
     f.add_argument("--plot", help="PNG of the first series: past, forecast, interval, true future")
     f.add_argument("--holdout", action="store_true", help="hide the last horizon steps and draw them as the truth")
-    _decoding_arguments(pr)
 
-    ch = sub.add_parser("chat", help="interactive prompt: type a source, read the model's output (dialog, translation)")
-    ch.add_argument("run")
-    ch.add_argument("--checkpoint", default="best", help="best, last or averaged")
+    ch = _run_parser(sub, "chat", "interactive prompt: type a source, read the model's output (dialog, translation)")
     ch.add_argument("--prompt", default="> ", help="the prompt string (default '> ')")
-    _decoding_arguments(ch)
 
-    sp = sub.add_parser("sample", help="new sequences from a variational run's prior, z ~ N(0, I)")
-    sp.add_argument("run")
+    sp = _run_parser(sub, "sample", "new sequences from a variational run's prior, z ~ N(0, I)")
     sp.add_argument("--num", type=int, default=10, help="how many")
-    sp.add_argument("--checkpoint", default="best", help="best, last or averaged")
-    _decoding_arguments(sp)
 
     av = sub.add_parser("average", help="average the weights of a run's last kept checkpoints")
     av.add_argument("run")
@@ -136,6 +123,15 @@ def _parser() -> argparse.ArgumentParser:
     from seq2seq.forecast.cli import add_data_parsers
 
     add_data_parsers(dsub)
+    return p
+
+
+def _run_parser(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand that reads a trained RUN (``--checkpoint``) and decodes with it."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("run")
+    p.add_argument("--checkpoint", default="best", help="best, last or averaged")
+    _decoding_arguments(p)
     return p
 
 

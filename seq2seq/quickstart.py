@@ -68,7 +68,7 @@ def run(overrides: list[str]) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Train and evaluate the G2P quick-start on CMUdict.")
-    p.add_argument("--set", nargs="+", default=[], dest="overrides", metavar="KEY=VALUE")
+    p.add_argument("--set", nargs="+", action="extend", default=[], dest="overrides", metavar="KEY=VALUE")
     args = p.parse_args(argv)
     try:
         run(args.overrides)

@@ -154,4 +154,5 @@ class TextTask:
                 strategy="greedy", nbest=1, return_attention=True))[0][0]
         if hyp.attention is None:
             return None
-        return hyp.attention, self.valid_split.source_tokens[0], v.decode(hyp.tokens)
+        oovs = self.valid_split.oovs[0] if self.valid_split.oovs else None
+        return hyp.attention, self.valid_split.source_tokens[0], v.decode(hyp.tokens, oovs)
