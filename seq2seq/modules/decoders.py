@@ -20,24 +20,23 @@ Decoder inputs (Cho et al. 2014, sec. 2.1 and appendix A.1.2):
   s_t = f(s_{t-1}, y_{t-1}, c), and the output reads it through Cho's maxout readout.
 
 Coverage (Tu et al. 2016; See et al. eqs. 10-11): the sum of past attention
-weights enters every attention score, so attention runs step by step.  The
-output heads (:mod:`seq2seq.modules.heads`): logits ``W_out o_t + b`` (W_out
-optionally the target embedding matrix: tied), Cho's maxout readout, and See et
-al.'s pointer-generator (copy), with which the decoder returns log-probabilities
-over an extended vocabulary in place of logits (a log-softmax leaves them unchanged).
+weights enters every attention score.  Output heads (:mod:`seq2seq.modules.heads`):
+logits ``W_out o_t + b`` (W_out optionally the target embedding matrix: tied), Cho's
+maxout readout, See et al.'s pointer-generator (copy: log-probabilities over an
+extended vocabulary in place of logits, which a log-softmax leaves unchanged).
 
 Since c_t = sum_j a_tj h_j, the context half of W_c [h_t; c_t] equals
 sum_j a_tj (W_cc h_j): ``memory_proj = W_cc h_j`` is computed once per source
 (:class:`SourceMemory`) and each step needs only the attention weights.
 
-The equations are written once, in :meth:`RNNDecoder._advance`, which
+The equations are written once, in :meth:`RNNDecoder._reference_step`, which
 :meth:`RNNDecoder.step` (search) and the teacher-forced loop of
-:meth:`RNNDecoder.forward` both call.  Two kernels compute the same thing faster
-for a whole target: without input feeding, Bahdanau attention and coverage,
-nothing depends on the previous step's output, so the target goes through the
-RNN in one call and attention is one batched product; with input feeding (LSTM,
-Luong attention, no coverage) :class:`~seq2seq.modules.input_feeding.InputFeedingLoop`
-runs the loop with a hand-written backward (:attr:`RNNDecoder.fused_loop`).
+:meth:`RNNDecoder.forward` both call.  Two kernels compute the same for a whole
+target, faster: without input feeding, Bahdanau attention and coverage, nothing
+depends on the previous output, so the RNN runs once over the target and
+attention is one batched product; with input feeding (LSTM, no coverage),
+:class:`~seq2seq.modules.input_feeding.InputFeedingLoop` runs the loop with a
+hand-written backward (:attr:`RNNDecoder.fused_loop`).
 """
 
 from __future__ import annotations
@@ -88,18 +87,11 @@ class SourceMemory:
 
 
 class StepCache(NamedTuple):
-    """What a run of :meth:`RNNDecoder.step` calls reuses, made by the first of them.
+    """What the :meth:`RNNDecoder.step` calls of one decoding run reuse; the first makes it."""
 
-    Attributes:
-        cell: the cell's weight views (autocast-cast).
-        w_ch: (H, H) the h half of W_c, cast for autocast, or None without attention.
-        input_table: (V, G) layer-0 input gates ``W e(y) + b`` of every target token
-            (inference only, see :meth:`RNNDecoder.step`), or None.
-    """
-
-    cell: CellWeights
-    w_ch: Optional[Tensor]
-    input_table: Optional[Tensor] = None
+    cell: CellWeights                       # the cell's weight views (cast for autocast)
+    w_ch: Optional[Tensor]                  # (H, H) the h half of W_c (cast), or None without attention
+    input_table: Optional[Tensor] = None    # (V, G) W e(y) + b of every token (inference, see step), or None
 
 
 @dataclass(frozen=True)
@@ -298,11 +290,10 @@ class RNNDecoder(nn.Module):
         logits = self.logits(readout)
         if self.copy_gate is None:
             return logits
-        if like.dim() == 1:                                 # rows grouped by source (beam search)
-            context = torch.bmm(weights.view(-1, state.beam, weights.size(-1)), src.states).view(o.size(0), -1)
-        else:
-            context = torch.bmm(weights, src.states)
-        return self.copy_gate(logits, context, o, emb, weights, state.per_row(src.src_ext, like), src.ext_size)
+        # c_t: one step's rows query their source in groups of ``beam`` (beam search)
+        context = torch.bmm(weights.view(src.states.size(0), -1, weights.size(-1)), src.states)
+        return self.copy_gate(logits, context.view(*o.shape[:-1], -1), o, emb, weights,
+                              state.per_row(src.src_ext, like), src.ext_size)
 
     def logits(self, o: Tensor) -> Tensor:
         """Output layer. o: (..., H) -> (..., V)."""
@@ -322,7 +313,7 @@ class RNNDecoder(nn.Module):
             w_ch = autocast_cast(w_ch)(w_ch)
         return StepCache(CellWeights(self.rnn, self.leading), w_ch)
 
-    def _advance(self, gates0: Tensor, state: DecoderState, cache: StepCache, keep: Optional[Tensor] = None
+    def _reference_step(self, gates0: Tensor, state: DecoderState, cache: StepCache, keep: Optional[Tensor] = None
                  ) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
         """The reference step: every variant's equations for one position.
 
@@ -365,7 +356,7 @@ class RNNDecoder(nn.Module):
 
     # ------------------------------------------------------------------ API
     def step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
-        """Advance one target position (:meth:`_advance` and the output heads).
+        """Advance one target position (:meth:`_reference_step` and the output heads).
 
         Args:
             prev_tokens: (batch,) the previous output y_{t-1} (``<bos>`` at t=1).
@@ -378,54 +369,26 @@ class RNNDecoder(nn.Module):
             state: the new state.
             attention: (batch, src_len) weights a_t, or None without attention.
 
-        The first step of a run builds a :class:`StepCache` that the returned states
-        carry.  In inference (eval mode, no gradients) with a small target
-        vocabulary, it holds the layer-0 input gates W e(y) + b of all V tokens and
-        each step looks its rows up instead of a (rows x E) x (E x G) product.
+        The first step of a run builds a :class:`StepCache`, which the states it
+        returns carry.  In inference (eval mode, no gradients) with e(y) the only
+        leading input and V <= 4 rows, the cache also holds the layer-0 input gates
+        W e(y) + b of all V tokens, and each step looks its rows up instead of a
+        (rows x E) x (E x G) product.
         """
         prev_tokens = self._known(prev_tokens)
         cache = state.cache if state.cache is not None else self._step_cache()
-        if self._lookup_gates(prev_tokens, cache):
-            if cache.input_table is None:
-                cache = cache._replace(input_table=cache.cell.input_gates(self.embedding.weight))   # (V, G)
+        lookup = (not self.training and not torch.is_grad_enabled() and self.feed_previous_output
+                  and not self.context_every_step)
+        if lookup and cache.input_table is None and self.embedding.num_embeddings <= 4 * prev_tokens.numel():
+            cache = cache._replace(input_table=cache.cell.input_gates(self.embedding.weight))   # (V, G)
+        if lookup and cache.input_table is not None:
             gates0 = cache.input_table.index_select(0, prev_tokens)
             emb = self.embedding(prev_tokens) if self.readout is not None or self.copy else None
         else:
             emb = self._embed(prev_tokens)
             gates0 = cache.cell.input_gates(self._lead(emb, state, prev_tokens))
-        o, state, weights = self._advance(gates0, state, cache)
+        o, state, weights = self._reference_step(gates0, state, cache)
         return self._scores(o, emb, weights, state, prev_tokens), state, weights
-
-    def _lookup_gates(self, prev_tokens: Tensor, cache: StepCache) -> bool:
-        """Whether :meth:`step` reads its input gates from the per-token table: in
-        inference only (embedding dropout and gradients need the product), when the
-        cell's leading input is just e(y), and when the table (V rows) costs less
-        than a few steps' products (rows each)."""
-        return (not self.training and not torch.is_grad_enabled() and self.feed_previous_output
-                and not self.context_every_step
-                and (cache.input_table is not None or self.embedding.num_embeddings <= 4 * prev_tokens.numel()))
-
-    def _fusable(self) -> bool:
-        """Whether the teacher-forced loop can run as :class:`InputFeedingLoop`: an LSTM
-        (any number of layers) with input feeding and Luong attention, without coverage."""
-        return (isinstance(self.rnn, nn.LSTM) and self.input_feeding and self.attention is not None
-                and not self.coverage)
-
-    def _loop_weights(self, cache: StepCache) -> LoopWeights:
-        """The weights of :class:`~seq2seq.modules.input_feeding.InputFeedingLoop`, from the step views."""
-        cell, cast = cache.cell, autocast_cast(cache.w_ch)
-        w_up = b_up = None
-        if cell.layers == 1:
-            w_hh = cell.w_hh_t[0].t().unsqueeze(0)
-        else:
-            w_hh = torch.stack([w.t() for w in cell.w_hh_t])                  # (N, 4H, H)
-            w_up = torch.stack([w.t() for w in cell.w_in_t[1:]])             # (N - 1, 4H, H)
-            b_up = cast(torch.stack(cell.b_in[1:]))                          # (N - 1, 4H)
-        att = self.attention
-        scorer = (cast(att.query_layer.weight), cast(att.query_layer.bias), cast(att.energy.weight[0])) \
-            if isinstance(att, AdditiveAttention) else (None, None, None)
-        return LoopWeights(cast(cell.w_lead), cast(cell.b_lead), cell.w_in_t[0].t(), w_hh, w_up, b_up, cache.w_ch,
-                           cast(self.combine.bias), *scorer)
 
     def _input_feeding_loop(self, lead: Tensor, state: DecoderState, cache: StepCache, keep: Optional[Tensor]
                             ) -> tuple[Tensor, Tensor]:
@@ -434,17 +397,24 @@ class RNNDecoder(nn.Module):
         lead: (B, T, leading) the cell inputs [e(y_{t-1}); c]; keep: (B, T, H) dropout
         mask of o_t or None.  Returns o: (B, T, H) after dropout and the weights (B, T, S).
         """
-        cell, src = cache.cell, state.source
-        dtype = cell.w_hh_t[0].dtype
-        keep_up = None                                                       # dropout between layers
-        if cell.layers > 1 and cell.training and cell.dropout > 0:
-            keep_up = dropout_mask((cell.layers - 1, lead.size(0), lead.size(1), self.hidden_size), cell.dropout,
-                                   lead)
+        cell, src, cast = cache.cell, state.source, autocast_cast(cache.w_ch)
+        dtype, (h0, c0), keep_up = cell.w_hh_t[0].dtype, state.hidden, None
+        w_hh, w_up, b_up = cell.w_hh_t[0].t().unsqueeze(0), None, None
+        if cell.layers > 1:
+            w_hh = torch.stack([w.t() for w in cell.w_hh_t])                  # (N, 4H, H)
+            w_up = torch.stack([w.t() for w in cell.w_in_t[1:]])             # (N - 1, 4H, H)
+            b_up = cast(torch.stack(cell.b_in[1:]))                          # (N - 1, 4H)
+            if cell.training and cell.dropout > 0:                           # dropout between layers
+                keep_up = dropout_mask((cell.layers - 1, *lead.shape[:2], self.hidden_size), cell.dropout, lead)
+        att = self.attention
+        scorer = (cast(att.query_layer.weight), cast(att.query_layer.bias), cast(att.energy.weight[0])) \
+            if isinstance(att, AdditiveAttention) else (None, None, None)
+        weights = LoopWeights(cast(cell.w_lead), cast(cell.b_lead), cell.w_in_t[0].t(), w_hh, w_up, b_up,
+                              cache.w_ch, cast(self.combine.bias), *scorer)
         neg_mask = torch.zeros(src.mask.shape, dtype=torch.promote_types(dtype, torch.float32),
                                device=src.mask.device).masked_fill_(~src.mask, float("-inf"))
-        h0, c0 = state.hidden
         return input_feeding_loop(lead.to(dtype), h0, c0, src.keys.to(dtype), src.memory_proj.to(dtype), neg_mask,
-                                  keep, keep_up, self._loop_weights(cache))
+                                  keep, keep_up, weights)
 
     def forward(self, tgt_in: Tensor, state: DecoderState, return_attention: bool = False
                 ) -> tuple[Tensor, Optional[Tensor]]:
@@ -474,12 +444,12 @@ class RNNDecoder(nn.Module):
             keep = None                                                # one dropout mask for all steps
             if self.training and self.dropout.p > 0:
                 keep = dropout_mask((*tgt_in.shape, self.hidden_size), self.dropout.p, lead)
-            if self.fused_loop and self._fusable():
+            if self.fused_loop and isinstance(self.rnn, nn.LSTM) and self.input_feeding and not self.coverage:
                 o, weights = self._input_feeding_loop(lead, state, cache, keep)
             else:                                                      # the reference step, position by position
                 outs, ws = [], []
                 for t, gates0_t in enumerate(cache.cell.input_gates(lead).unbind(1)):
-                    o_t, state, w_t = self._advance(gates0_t, state, cache, None if keep is None else keep[:, t])
+                    o_t, state, w_t = self._reference_step(gates0_t, state, cache, None if keep is None else keep[:, t])
                     outs.append(o_t)
                     ws.append(w_t)
                 o = torch.stack(outs, dim=1)

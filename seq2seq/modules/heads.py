@@ -13,16 +13,9 @@ from torch import Tensor, nn
 
 
 class Generator(nn.Linear):
-    """The output layer: logits ``W_out o_t + b`` (Luong et al. 2015, eq. 6 before
-    its softmax).  With tied embeddings the decoder multiplies by the target
-    embedding matrix instead and keeps only the bias (``output_bias``).
-
-    Args:
-        hidden_size: H; vocab_size: V.  Forward: o (..., H) -> logits (..., V).
-    """
-
-    def __init__(self, hidden_size: int, vocab_size: int):
-        super().__init__(hidden_size, vocab_size)
+    """The output layer, logits ``W_out o_t + b`` (Luong et al. 2015, eq. 6 before its
+    softmax): (..., H) -> (..., V).  With tied embeddings the decoder uses the target
+    embedding matrix as W_out instead and keeps only the bias."""
 
 
 class MaxoutReadout(nn.Linear):

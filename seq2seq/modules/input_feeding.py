@@ -57,31 +57,20 @@ def _add_mm(acc: Tensor, a: Tensor, b: Tensor) -> Tensor:
 
 class LoopWeights(NamedTuple):
     """The weights :class:`InputFeedingLoop` reads, all in ``cd``, the dtype of the
-    products (the autocast dtype under mixed precision), for H the decoder size,
-    L the leading input size, A the attention size and N layers.
+    products (the autocast dtype under mixed precision); H the decoder size, L the
+    leading input size, A the attention size, N layers."""
 
-    Attributes:
-        w_lead: (4H, L) and b_lead: (4H,) layer 0's W_ih columns of the leading inputs
-            and its two biases: G0_t = W_lead lead_t + b_lead, one product for the whole target.
-        w_feed: (4H, H) the input-feeding columns of layer 0's W_ih.
-        w_hh: (N, 4H, H) every layer's W_hh.
-        w_up: (N - 1, 4H, H) and b_up: (N - 1, 4H) W_ih and both biases of layers 1..N-1,
-            or None for one layer.
-        w_ch: (H, H) and b_c: (H,) the state half of W_c and its bias.
-        w_q: (A, H), b_q: (A,), v: (A,) the additive scorer, or None (dot / general).
-    """
-
-    w_lead: Tensor
-    b_lead: Tensor
-    w_feed: Tensor
-    w_hh: Tensor
-    w_up: Optional[Tensor]
-    b_up: Optional[Tensor]
-    w_ch: Tensor
-    b_c: Tensor
-    w_q: Optional[Tensor]
-    b_q: Optional[Tensor]
-    v: Optional[Tensor]
+    w_lead: Tensor              # (4H, L) layer 0's W_ih columns of the leading inputs [e(y_{t-1}); c]
+    b_lead: Tensor              # (4H,) its two biases: G0_t = W_lead lead_t + b_lead, one product for all t
+    w_feed: Tensor              # (4H, H) layer 0's W_ih columns of the fed o_{t-1}
+    w_hh: Tensor                # (N, 4H, H) every layer's W_hh
+    w_up: Optional[Tensor]      # (N - 1, 4H, H) W_ih of layers 1..N-1, or None for one layer
+    b_up: Optional[Tensor]      # (N - 1, 4H) their two biases, or None
+    w_ch: Tensor                # (H, H) the state half of W_c
+    b_c: Tensor                 # (H,) the bias of W_c
+    w_q: Optional[Tensor]       # (A, H) the additive scorer's query weight, or None (dot / general)
+    b_q: Optional[Tensor]       # (A,) its bias, or None
+    v: Optional[Tensor]         # (A,) its energy vector, or None
 
 
 class InputFeedingLoop(torch.autograd.Function):
