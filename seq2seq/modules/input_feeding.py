@@ -37,7 +37,6 @@ factor 2 carried by the products' alpha and beta, and the additive score drops t
 constant -sum(v), which the softmax cancels.  Matrix products run in the dtype of
 the weights passed in (the autocast dtype under mixed precision); the cell, the
 softmax and all element-wise gradients in float32.
-
 """
 
 from __future__ import annotations
@@ -79,7 +78,7 @@ class InputFeedingLoop(torch.autograd.Function):
     ``apply(lead, h0, c0, keys, memory_proj, neg_mask, keep, keep_up, *weights)``
     with the fields of a :class:`LoopWeights` last (autograd tracks only tensors
     passed one by one; call it through :func:`input_feeding_loop`).  B batch,
-    T target positions, S source positions:
+    T target positions, S source positions, cd the weights' dtype:
 
         lead: (B, T, L) the leading cell inputs [e(y_{t-1}); c] of every position.
         h0, c0: (N, B, H) initial LSTM state.
