@@ -4,8 +4,7 @@ Times, in one process with the variants taking turns (best of ``--rounds``):
 
 1. forward and forward + backward at the identical G2P model's sizes (batch 64, 9
    target and 10 source positions, H = A = 256, embeddings 128, additive attention,
-   dropout), with the decoder's reusable :class:`Workspace` and with one that keeps
-   nothing (every buffer freshly allocated, as without the workspace);
+   dropout);
 2. the same at tiny sizes (batch 2, H 4): what is left is the per-step Python and
    dispatch work;
 3. the attention-gradient product of the backward in its two layouts.
@@ -20,22 +19,17 @@ import time
 
 import torch
 
-from seq2seq.modules.input_feeding import Workspace, input_feeding_loop
-
-
-class NoReuse(Workspace):
-    """A workspace that never keeps a buffer: every call allocates afresh."""
-
-    def give(self, *tensors):
-        pass
+from seq2seq.modules.input_feeding import LoopWeights, input_feeding_loop
 
 
 def loop_args(B=64, T=9, S=10, H=256, A=256, L=128, seed=1):
+    """The arguments of :func:`input_feeding_loop` at these sizes (one layer, additive attention, dropout)."""
     g = torch.Generator().manual_seed(seed)
     r = lambda *shape: (torch.randn(*shape, generator=g) * 0.1).requires_grad_()  # noqa: E731
     keep = (torch.rand(B, T, H, generator=g) > 0.1).float() / 0.9
-    return (r(B, T, L), r(4 * H, L), r(4 * H), r(1, B, H), r(1, B, H), r(4 * H, H), r(1, 4 * H, H), None, None,
-            r(B, S, A), r(B, S, H), r(H, H), r(H), r(A, H), r(A), r(A), torch.zeros(B, S), keep, None)
+    weights = LoopWeights(r(4 * H, L), r(4 * H), r(4 * H, H), r(1, 4 * H, H), None, None, r(H, H), r(H), r(A, H),
+                          r(A), r(A))
+    return (r(B, T, L), r(1, B, H), r(1, B, H), r(B, S, A), r(B, S, H), torch.zeros(B, S), keep, None, weights)
 
 
 def best_of(fns: dict, rounds: int, reps: int) -> dict:
@@ -53,21 +47,17 @@ def best_of(fns: dict, rounds: int, reps: int) -> dict:
 
 
 def loop_timings(sizes: dict, rounds: int, reps: int) -> dict:
-    fns = {}
-    for kind, ws in (("workspace", Workspace()), ("fresh", NoReuse())):
-        args = loop_args(**sizes)
+    args = loop_args(**sizes)
 
-        def forward(args=args, ws=ws):
-            with torch.no_grad():
-                input_feeding_loop(*args, ws)
+    def forward():
+        with torch.no_grad():
+            input_feeding_loop(*args)
 
-        def both(args=args, ws=ws):
-            out, weights = input_feeding_loop(*args, ws)
-            (out.sum() + weights.sum()).backward()
+    def both():
+        out, weights = input_feeding_loop(*args)
+        (out.sum() + weights.sum()).backward()
 
-        fns[f"forward, {kind}"] = forward
-        fns[f"forward + backward, {kind}"] = both
-    return best_of(fns, rounds, reps)
+    return best_of({"forward": forward, "forward + backward": both}, rounds, reps)
 
 
 def main(argv=None) -> None:

@@ -1,14 +1,12 @@
 """The hand-written input-feeding loop against autograd and finite differences."""
 
-import gc
-
 import pytest
 import torch
 
 from seq2seq.modules import decoders, rnn
 from seq2seq.modules.decoders import RNNDecoder
 from seq2seq.modules.encoders import EncoderOutput
-from seq2seq.modules.input_feeding import Workspace, input_feeding_loop
+from seq2seq.modules.input_feeding import LoopWeights, input_feeding_loop
 
 B, S, T, H, V = 5, 7, 6, 16, 20
 LENGTHS = torch.tensor([7, 3, 5, 1, 7])
@@ -85,8 +83,8 @@ def test_fused_loop_under_bf16_autocast(attention):
 
 
 def loop_inputs(additive: bool, dropout: bool, layers=1, L=3, h=4, s=5, b=3, t=4):
-    """Float64 inputs of :func:`input_feeding_loop` (the last source position of row 1 padded):
-    16 differentiable ones (None where unused), then neg_mask, keep, keep_up, workspace."""
+    """Float64 arguments of :func:`input_feeding_loop` (the last source position of row 1
+    padded): lead, h0, c0, keys, memory_proj, neg_mask, keep, keep_up, then the LoopWeights."""
     g = torch.Generator().manual_seed(2)
     r = lambda *shape: (torch.randn(*shape, generator=g, dtype=torch.float64) * 0.5).requires_grad_()  # noqa: E731
     a = h + 1 if additive else h
@@ -97,58 +95,60 @@ def loop_inputs(additive: bool, dropout: bool, layers=1, L=3, h=4, s=5, b=3, t=4
     keep_up = mask(layers - 1, b, t, h) if dropout and layers > 1 else None
     up = (r(layers - 1, 4 * h, h), r(layers - 1, 4 * h)) if layers > 1 else (None, None)
     scorer = (r(a, h), r(a), r(a)) if additive else (None, None, None)
-    return (r(b, t, L), r(4 * h, L), r(4 * h), r(layers, b, h), r(layers, b, h), r(4 * h, h), r(layers, 4 * h, h),
-            *up, r(b, s, a), r(b, s, h), r(h, h), r(h), *scorer, neg_mask, keep, keep_up, Workspace())
+    weights = LoopWeights(r(4 * h, L), r(4 * h), r(4 * h, h), r(layers, 4 * h, h), *up, r(h, h), r(h), *scorer)
+    return (r(b, t, L), r(layers, b, h), r(layers, b, h), r(b, s, a), r(b, s, h), neg_mask, keep, keep_up, weights)
 
 
 @pytest.mark.parametrize("additive,dropout,layers", [(True, True, 1), (False, False, 1), (False, True, 1),
                                                      (True, True, 2), (False, False, 3)])
 def test_backward_matches_finite_differences(additive, dropout, layers):
     args = loop_inputs(additive, dropout, layers)
-    grads = [k for k in range(16) if args[k] is not None]
+    flat = [*args[:5], *args[-1]]                               # the differentiable inputs, None where unused
+    grads = [k for k, x in enumerate(flat) if x is not None]
 
     def loop(*xs):
-        full = list(args)
+        full = list(flat)
         for k, x in zip(grads, xs):
             full[k] = x
-        return input_feeding_loop(*full)
+        return input_feeding_loop(*full[:5], *args[5:8], LoopWeights(*full[5:]))
 
-    assert torch.autograd.gradcheck(loop, [args[k] for k in grads])
-
-
-def test_workspace_buffers_return_and_are_reused():
-    args = loop_inputs(True, True)
-    ws = args[-1]
-    with torch.no_grad():
-        input_feeding_loop(*args)
-    assert len(ws.free) > 0                                     # no graph: all returned at once
-    before = {t.data_ptr() for t in ws.free}
-    out, weights = input_feeding_loop(*args)
-    saved = len(ws.free)
-    (out.sum() + weights.sum()).backward(retain_graph=True)
-    params = [a for a in args[:16] if a is not None]
-    first = [a.grad.clone() for a in params]
-    for a in params:
-        a.grad = None
-    (out.sum() + weights.sum()).backward()                      # saved buffers still intact
-    assert all(torch.equal(x, a.grad) for x, a in zip(first, params))
-    del out, weights
-    gc.collect()
-    assert len(ws.free) > saved                                 # the graph's buffers came back
-    assert before <= {t.data_ptr() for t in ws.free}
-
-
-def test_workspace_is_bounded_in_bytes(monkeypatch):
-    ws = Workspace()
-    monkeypatch.setattr(Workspace, "MAX_FREE_BYTES", 1000)
-    small, big = ws.take((10,), torch.float32, torch.device("cpu")), ws.take((300,), torch.float32,
-                                                                            torch.device("cpu"))
-    ws.give(small, big)                                         # 12 + 375 floats with headroom: > 1000 bytes
-    assert [t.numel() for t in ws.free] == [small._base.numel()]
+    assert torch.autograd.gradcheck(loop, [flat[k] for k in grads])
 
 
 def test_inconsistent_shapes_are_named():
     args = list(loop_inputs(False, False))
-    args[5] = torch.zeros(3, 3, dtype=torch.float64)
+    args[-1] = args[-1]._replace(w_feed=torch.zeros(3, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="w_feed"):
         input_feeding_loop(*args)
+
+
+@pytest.mark.parametrize("cell,attention,train,layers", [("lstm", "luong_general", True, 1),
+                                                         ("gru", "none", True, 1), ("lstm", "luong_concat", False, 2),
+                                                         ("rnn", "luong_dot", True, 1)])
+def test_one_call_path_equals_the_reference_step(cell, attention, train, layers, monkeypatch):
+    """The teacher-forced one-call kernel (no input feeding) against the same pass run
+    position by position through the reference step (dropout masks drawn alike)."""
+
+    def run(parallel):
+        monkeypatch.setattr(RNNDecoder, "can_run_parallel", property(lambda self: parallel))
+        torch.manual_seed(0)
+        dec = RNNDecoder(V, cell, 8, H, layers, 0.3, attention, 16, context_every_step=True).train(train)
+        g = torch.Generator().manual_seed(1)
+        memory = torch.randn(B, S, 16, generator=g, requires_grad=True)
+        h0 = torch.randn(layers, B, H, generator=g, requires_grad=True)
+        hidden = (h0, torch.zeros(layers, B, H)) if cell == "lstm" else h0
+        tgt, context = torch.randint(3, V, (B, T), generator=g), torch.randn(B, 16, generator=g)
+        torch.manual_seed(5)
+        state = dec.init_state(EncoderOutput(memory, None, torch.arange(S)[None] < LENGTHS[:, None]), hidden, context)
+        logits, weights = dec(tgt, state, return_attention=True)
+        (logits * torch.randn(logits.shape, generator=g)).sum().backward()
+        grads = dict(dec.named_parameters(), memory=memory, h0=h0)
+        return logits.detach(), weights, {n: p.grad for n, p in grads.items() if p.grad is not None}
+
+    one_call, stepped = run(True), run(False)
+    assert torch.allclose(one_call[0], stepped[0], atol=1e-5)
+    if attention != "none":
+        assert torch.allclose(one_call[1], stepped[1], atol=1e-6)
+    assert one_call[2].keys() == stepped[2].keys()
+    for name, grad in stepped[2].items():
+        assert rel(one_call[2][name], grad) < 1e-4, name

@@ -191,3 +191,51 @@ def test_dropout_mask_rate_scale_and_seed():
     assert torch.equal(drop.eval()(x), x)
     y = drop.train()(x)
     assert torch.all((y == 0) | torch.isclose(y, 2 * x))
+
+
+# The decoder's parameter names and shapes, which trained checkpoints rely on.
+PINNED_KEYS = {
+    (("attention", "luong_concat"), ("input_feeding", True), ("layers", 2)): {
+        "embedding.weight": (40, 12), "rnn.weight_ih_l0": (64, 28), "rnn.weight_hh_l0": (64, 16),
+        "rnn.bias_ih_l0": (64,), "rnn.bias_hh_l0": (64,), "rnn.weight_ih_l1": (64, 16), "rnn.weight_hh_l1": (64, 16),
+        "rnn.bias_ih_l1": (64,), "rnn.bias_hh_l1": (64,), "attention.key_layer.weight": (16, 16),
+        "attention.query_layer.weight": (16, 16), "attention.query_layer.bias": (16,),
+        "attention.energy.weight": (1, 16), "combine.weight": (16, 32), "combine.bias": (16,),
+        "output.weight": (40, 16), "output.bias": (40,)},
+    (("attention", "bahdanau"), ("copy_attention", True), ("coverage", True), ("context_every_step", True)): {
+        "embedding.weight": (40, 12), "rnn.weight_ih_l0": (64, 44), "rnn.weight_hh_l0": (64, 16),
+        "rnn.bias_ih_l0": (64,), "rnn.bias_hh_l0": (64,), "attention.coverage_weight": (16,),
+        "attention.key_layer.weight": (16, 16), "attention.query_layer.weight": (16, 16),
+        "attention.query_layer.bias": (16,), "attention.energy.weight": (1, 16), "combine.weight": (16, 32),
+        "combine.bias": (16,), "readout.weight": (32, 44), "readout.bias": (32,), "copy_gate.weight": (1, 44),
+        "copy_gate.bias": (1,), "output.weight": (40, 16), "output.bias": (40,)},
+    (("attention", "none"), ("tie_embeddings", True), ("cell", "gru"), ("embedding_size", 16)): {
+        "output_bias": (40,), "embedding.weight": (40, 16), "rnn.weight_ih_l0": (48, 16),
+        "rnn.weight_hh_l0": (48, 16), "rnn.bias_ih_l0": (48,), "rnn.bias_hh_l0": (48,)},
+}
+
+
+@pytest.mark.parametrize("options", list(PINNED_KEYS), ids=lambda o: "-".join(f"{k}={v}" for k, v in o))
+def test_decoder_state_dict_keys_are_pinned(options):
+    dec = {"hidden_size": 16, "embedding_size": 12, **dict(options)}
+    cfg = ModelConfig.model_validate({"encoder": {"hidden_size": 8, "embedding_size": 12}, "decoder": dec})
+    model = EncoderDecoder.from_config(cfg, 30, 40)
+    assert {k: tuple(v.shape) for k, v in model.decoder.state_dict().items()} == PINNED_KEYS[options]
+
+
+def test_step_leaves_its_state_argument_unchanged():
+    model = build(attention="luong_concat", input_feeding=True)
+    batch = data().batch([0, 1, 2, 3])
+    _, start = model.encode(batch.src, batch.src_lengths, batch.src_mask)
+    prev = batch.tgt_in[:, 0]
+    with torch.no_grad():                           # inference: the step builds its per-token table
+        for state in (start, model.decoder.step(prev, start)[1]):
+            fields = dict(vars(state))
+            values = [t.clone() for t in (*state.hidden, state.feed)]
+            first, second = model.decoder.step(prev, state), model.decoder.step(prev, state)
+            torch.testing.assert_close(first[0], second[0], atol=0, rtol=0)
+            torch.testing.assert_close(first[1].hidden, second[1].hidden, atol=0, rtol=0)
+            assert first[1].cache.input_table is not None
+            assert vars(state) == fields             # the same objects ...
+            assert all(torch.equal(a, b) for a, b in zip(values, (*state.hidden, state.feed)))   # ... unchanged
+    assert start.cache is None

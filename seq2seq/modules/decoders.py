@@ -1,4 +1,5 @@
-"""Recurrent decoder with attention, one step at a time or a whole target at once.
+"""Recurrent decoder with attention: one set of step equations, run one position at
+a time or a whole target at once.
 
 Two placements of attention (chosen by ``attention``):
 
@@ -11,44 +12,37 @@ Two placements of attention (chosen by ``attention``):
 - ``none``: o_t = h_t (Sutskever et al. 2014; Cho et al. 2014 without the
   per-step context).
 
-Logits are ``W_out o_t + b`` (W_out optionally the target embedding matrix: tied).
-
 Decoder inputs (Cho et al. 2014, sec. 2.1 and appendix A.1.2):
 
 - ``feed_previous_output``: y_{t-1} (its embedding) is part of the cell input;
 - ``context_every_step``: the fixed source context c (see
   :class:`~seq2seq.modules.bridge.EncoderContext`) joins every cell input,
-  s_t = f(s_{t-1}, y_{t-1}, c), and the output layer reads it too through Cho's
-  maxout readout ``o'_t = max-pool_2(O_h o_t + O_y e(y_{t-1}) + O_c c)`` (A.1.2).
+  s_t = f(s_{t-1}, y_{t-1}, c), and the output reads it through Cho's maxout readout.
 
-Copy attention (pointer-generator, See et al. 2017, eqs. 8-9): the output is
-``P(w) = p_gen P_vocab(w) + (1 - p_gen) sum_{j: x_j = w} a_tj`` over the target
-vocabulary extended by the sentence's unknown source words, with
-``p_gen = sigmoid(w_c^T c_t + w_o^T o_t + w_x^T e(y_{t-1}) + b)`` (See uses the
-decoder state s_t where this uses the attentional state o_t).  The decoder then
-returns log-probabilities in place of logits (a log-softmax leaves them
-unchanged).  Coverage (Tu et al. 2016; See et al. eqs. 10-11): the sum of past
-attention weights c^t enters every attention score, so attention runs step by step.
+Coverage (Tu et al. 2016; See et al. eqs. 10-11): the sum of past attention
+weights enters every attention score.  Output heads (:mod:`seq2seq.modules.heads`):
+logits ``W_out o_t + b`` (W_out optionally the target embedding matrix: tied), Cho's
+maxout readout, See et al.'s pointer-generator (copy: log-probabilities over an
+extended vocabulary in place of logits, which a log-softmax leaves unchanged).
 
 Since c_t = sum_j a_tj h_j, the context half of W_c [h_t; c_t] equals
-sum_j a_tj (W_cc h_j): ``memory_proj = W_cc h_j`` is computed once per batch and
-each step needs only the attention weights.
+sum_j a_tj (W_cc h_j): ``memory_proj = W_cc h_j`` is computed once per source
+(:class:`SourceMemory`) and each step needs only the attention weights.
 
-:meth:`RNNDecoder.step` advances one position for search; :meth:`RNNDecoder.forward`
-runs a teacher-forced target.  Without input feeding and with Luong attention or
-none, nothing depends on the previous step's output, so the whole target goes
-through the RNN in one call and attention is one batched matrix product: the fast
-training path.  Otherwise the loop runs the cell equations on precomputed input
-products (see :mod:`seq2seq.modules.rnn`); for the common input-feeding case (LSTM
-layers, Luong attention, no coverage) that loop is
-:class:`~seq2seq.modules.input_feeding.InputFeedingLoop`, whose backward through
-time is written by hand (:attr:`RNNDecoder.fused_loop`).
+The equations are written once, in :meth:`RNNDecoder._reference_step`, which
+:meth:`RNNDecoder.step` (search) and the teacher-forced loop of
+:meth:`RNNDecoder.forward` both call.  Two kernels compute the same for a whole
+target, faster: without input feeding, Bahdanau attention and coverage, nothing
+depends on the previous output, so the RNN runs once over the target and
+attention is one batched product; with input feeding (LSTM, no coverage),
+:class:`~seq2seq.modules.input_feeding.InputFeedingLoop` runs the loop with a
+hand-written backward (:attr:`RNNDecoder.fused_loop`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, replace
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -58,49 +52,71 @@ from seq2seq.modules.activations import logistic_tanh
 from seq2seq.modules.attention import AdditiveAttention, build_attention
 from seq2seq.modules.dropout import Dropout, dropout_mask
 from seq2seq.modules.encoders import EncoderOutput
-from seq2seq.modules.input_feeding import Workspace, input_feeding_loop
+from seq2seq.modules.heads import Generator, MaxoutReadout, PointerGenerator
+from seq2seq.modules.input_feeding import LoopWeights, input_feeding_loop
 from seq2seq.modules.rnn import CellWeights, RNNState, autocast_cast, cell_step, make_rnn, run_rnn
 
 
-@dataclass
-class DecoderState:
-    """Everything the decoder carries from one step to the next.
-
-    Rows (hypotheses) and sources: beam search runs ``beam`` consecutive rows per
-    source sentence, and the source-side tensors are stored once per source, not
-    once per row (the rows of a sentence attend to the same states).
+@dataclass(frozen=True)
+class SourceMemory:
+    """What the decoder reads of each source sentence, shared by all its hypotheses.
 
     Attributes:
-        hidden: (layers, rows, hidden) or the LSTM pair (h, c).
-        feed: (rows, hidden) previous attentional state o_{t-1} (input feeding), or None.
-        memory: (sources, src_len, memory_size) encoder states h_j, or None without attention.
-        keys: (sources, src_len, K) precomputed attention keys, or None.
-        memory_proj: (sources, src_len, hidden) W_cc h_j, the context half of W_c, or None.
         mask: (sources, src_len) True on real source tokens.
+        states: (sources, src_len, M) encoder states h_j, or None without attention.
+        keys: (sources, src_len, K) their attention keys, or None.
+        memory_proj: (sources, src_len, H) W_cc h_j, the context half of W_c, or None.
         context: (sources, M) the fixed source context c (context_every_step), or None.
-        beam: rows per source (rows = sources * beam).
-        coverage: (rows, src_len) the sum of past attention weights (coverage), or None.
         src_ext: (sources, src_len) the source in the extended vocabulary (copy), or None.
         ext_size: size of the extended vocabulary (copy: V + the batch's unknown words).
-        input_table: (V, G) layer-0 input gates of every target token, ``W e(y) + b``,
-            built at the first search step (see :meth:`RNNDecoder.step`), or None.
-        weights: the cell's weight views for :meth:`RNNDecoder.step`, made at its
-            first call and reused by the following steps of the same batch.
+    """
+
+    mask: Tensor
+    states: Optional[Tensor] = None
+    keys: Optional[Tensor] = None
+    memory_proj: Optional[Tensor] = None
+    context: Optional[Tensor] = None
+    src_ext: Optional[Tensor] = None
+    ext_size: int = 0
+
+    def select(self, sources: Tensor) -> "SourceMemory":
+        """The memory of the sources at ``sources`` (new_sources,), in that order."""
+        pick = lambda t: t.index_select(0, sources) if t is not None else None  # noqa: E731
+        return SourceMemory(pick(self.mask), pick(self.states), pick(self.keys), pick(self.memory_proj),
+                            pick(self.context), pick(self.src_ext), self.ext_size)
+
+
+class StepCache(NamedTuple):
+    """What the :meth:`RNNDecoder.step` calls of one decoding run reuse; the first makes it."""
+
+    cell: CellWeights                       # the cell's weight views (cast for autocast)
+    w_ch: Optional[Tensor]                  # (H, H) the h half of W_c (cast), or None without attention
+    input_table: Optional[Tensor] = None    # (V, G) W e(y) + b of every token (inference, see step), or None
+
+
+@dataclass(frozen=True)
+class DecoderState:
+    """The state of each hypothesis (row) after a target prefix.
+
+    Beam search runs ``beam`` consecutive rows per source sentence; the rows of a
+    source share its :class:`SourceMemory` (stored once per source, not per row).
+
+    Attributes:
+        hidden: (layers, rows, H) or the LSTM pair (h, c).
+        source: the memory of the rows' sources (sources = rows / beam).
+        feed: (rows, H) the previous attentional state o_{t-1} (input feeding), or None.
+        coverage: (rows, src_len) the sum of past attention weights (coverage), or None.
+        beam: rows per source.
+        cache: made by the first :meth:`RNNDecoder.step` of a decoding run and carried by
+            the states it returns (never written onto a state passed in), or None.
     """
 
     hidden: RNNState
-    feed: Optional[Tensor]
-    memory: Optional[Tensor]
-    keys: Optional[Tensor]
-    memory_proj: Optional[Tensor]
-    mask: Tensor
-    context: Optional[Tensor] = None
-    beam: int = 1
+    source: SourceMemory
+    feed: Optional[Tensor] = None
     coverage: Optional[Tensor] = None
-    src_ext: Optional[Tensor] = None
-    ext_size: int = 0
-    input_table: Optional[Tensor] = None
-    weights: Optional[tuple] = None
+    beam: int = 1
+    cache: Optional[StepCache] = None
 
     def reorder(self, index: Tensor, beam: Optional[int] = None) -> "DecoderState":
         """Select / reorder / repeat rows, e.g. for beam search.
@@ -108,33 +124,31 @@ class DecoderState:
         Args:
             index: (new_rows,) indices of current rows.  The new rows form groups of
                 ``beam`` consecutive rows; all rows of a group must come from one
-                source (as beam search's do), whose source-side tensors they share.
+                source (as beam search's do), whose memory they share.
             beam: rows per source after the reorder (default: unchanged), e.g.
                 ``state.reorder(torch.arange(B).repeat_interleave(K), beam=K)`` starts a beam.
 
         Returns:
-            The new state; the source-side tensors are only copied when the set of
+            The new state; the source memory is only re-selected when the set of
             sources changes.
         """
         beam = self.beam if beam is None else beam
         hidden = (tuple(h.index_select(1, index) for h in self.hidden) if isinstance(self.hidden, tuple)
                   else self.hidden.index_select(1, index))
         sources = index[::beam] // self.beam                                 # (new_sources,)
-        if sources.numel() == self.mask.size(0) and bool((sources == torch.arange(
+        source = self.source
+        if sources.numel() != source.mask.size(0) or not bool((sources == torch.arange(
                 sources.numel(), device=sources.device)).all()):
-            src = lambda t: t  # noqa: E731
-        else:
-            src = lambda t: t.index_select(0, sources) if t is not None else None  # noqa: E731
+            source = source.select(sources)
         row = lambda t: t.index_select(0, index) if t is not None else None  # noqa: E731
-        return DecoderState(hidden, row(self.feed), src(self.memory), src(self.keys), src(self.memory_proj),
-                            src(self.mask), src(self.context), beam, row(self.coverage), src(self.src_ext),
-                            self.ext_size, self.input_table, self.weights)
+        return DecoderState(hidden, source, row(self.feed), row(self.coverage), beam, self.cache)
 
-    def row_context(self) -> Optional[Tensor]:
-        """The fixed context c per row, (rows, M), or None."""
-        if self.context is None or self.beam == 1:
-            return self.context
-        return self.context.repeat_interleave(self.beam, dim=0)
+    def per_row(self, t: Tensor, like: Tensor) -> Tensor:
+        """A per-source tensor t (sources, ...) for each row (rows, ...) when ``like``
+        is (rows,), or for each position (rows, T, ...) when ``like`` is (rows, T)."""
+        if like.dim() == 2:
+            return t.unsqueeze(1).expand(-1, like.size(1), *t.shape[1:])
+        return t.repeat_interleave(self.beam, dim=0) if self.beam > 1 else t
 
 
 class RNNDecoder(nn.Module):
@@ -163,8 +177,7 @@ class RNNDecoder(nn.Module):
     Attributes:
         fused_loop: run the teacher-forced input-feeding loop through
             :class:`~seq2seq.modules.input_feeding.InputFeedingLoop` where it applies
-            (default True; False runs the same equations under autograd, step by step).
-        workspace: that loop's reusable buffers.
+            (default True; False runs the reference step under autograd).
 
     Raises:
         ValueError: a cell with no input at all (no previous output, context,
@@ -179,7 +192,6 @@ class RNNDecoder(nn.Module):
                  unk_id: int = 1, bos_id: int = 2):
         super().__init__()
         self.fused_loop = True
-        self.workspace = Workspace()
         if (copy or coverage) and attention == "none":
             raise ValueError("copy attention and coverage need an attention type")
         self.copy, self.coverage = copy, coverage
@@ -203,23 +215,25 @@ class RNNDecoder(nn.Module):
         self.attention = build_attention(attention, hidden_size, memory_size, attention_size, coverage)
         # W_c of o_t = tanh(W_c [h_t; c_t] + b): columns [:H] act on h_t, [H:] on c_t.
         self.combine = nn.Linear(hidden_size + memory_size, hidden_size) if self.attention else None
-        # Cho et al. 2014's readout: O_h o_t + O_y e(y_{t-1}) + O_c c, maxout over pairs.
-        self.readout = nn.Linear(hidden_size + embedding_size + memory_size, 2 * hidden_size) \
-            if context_every_step else None
-        # See et al. 2017 eq. 8: p_gen from the context, the (attentional) state and the input.
-        self.copy_gate = nn.Linear(memory_size + hidden_size + embedding_size, 1) if copy else None
+        self.readout = MaxoutReadout(hidden_size, embedding_size, memory_size) if context_every_step else None
+        self.copy_gate = PointerGenerator(memory_size, hidden_size, embedding_size, vocab_size,
+                                          (pad_id, bos_id)) if copy else None
         self.tied = tie_embeddings
         if tie_embeddings:
             self.output_bias = nn.Parameter(torch.zeros(vocab_size))
         else:
-            self.output = nn.Linear(hidden_size, vocab_size)
+            self.output = Generator(hidden_size, vocab_size)
 
     # ------------------------------------------------------------------ state
     def init_state(self, encoded: EncoderOutput, hidden: RNNState, context: Optional[Tensor] = None,
                    src_ext: Optional[Tensor] = None) -> DecoderState:
-        """Start state from the encoder output, the bridge's initial hidden state,
-        the source context c (batch, M), which ``context_every_step`` needs, and the
-        source in the extended vocabulary src_ext (batch, src_len), which copy needs.
+        """The start state of a decoding run.
+
+        Args:
+            encoded: the encoder output: states h_j (batch, src_len, M) and mask (batch, src_len).
+            hidden: the bridge's initial state, (layers, batch, H) or the LSTM pair.
+            context: (batch, M) the source context c, which ``context_every_step`` needs.
+            src_ext: (batch, src_len) the source in the extended vocabulary, which copy needs.
 
         Raises:
             ValueError: ``context_every_step`` without a context, copy without src_ext.
@@ -228,19 +242,16 @@ class RNNDecoder(nn.Module):
             raise ValueError("context_every_step needs the source context c")
         if self.copy and src_ext is None:
             raise ValueError("copy attention needs the source in the extended vocabulary (batch.src_ext)")
-        memory = keys = memory_proj = None
+        source = SourceMemory(encoded.mask, context=context if self.context_every_step else None)
         if self.attention is not None:
             memory = encoded.outputs
-            keys = self.attention.precompute(memory)
-            memory_proj = F.linear(memory, self.combine.weight[:, self.hidden_size:])
-        feed = None
-        if self.input_feeding:
-            feed = encoded.outputs.new_zeros(encoded.outputs.size(0), self.hidden_size)
+            source = replace(source, states=memory, keys=self.attention.precompute(memory),
+                             memory_proj=F.linear(memory, self.combine.weight[:, self.hidden_size:]))
+        if self.copy:
+            source = replace(source, src_ext=src_ext, ext_size=max(self.vocab_size, int(src_ext.max()) + 1))
+        feed = encoded.outputs.new_zeros(encoded.outputs.size(0), self.hidden_size) if self.input_feeding else None
         coverage = encoded.mask.new_zeros(encoded.mask.shape, dtype=torch.float) if self.coverage else None
-        ext_size = max(self.vocab_size, int(src_ext.max()) + 1) if self.copy else 0
-        return DecoderState(hidden, feed, memory, keys, memory_proj, encoded.mask,
-                            context if self.context_every_step else None, 1, coverage,
-                            src_ext if self.copy else None, ext_size)
+        return DecoderState(hidden, source, feed, coverage)
 
     @property
     def can_run_parallel(self) -> bool:
@@ -256,56 +267,33 @@ class RNNDecoder(nn.Module):
         """Copied unknown words (ids >= V) are read back as ``<unk>`` (See et al. 2017)."""
         return tokens.masked_fill(tokens >= self.vocab_size, self.unk_id) if self.copy else tokens
 
-    def _output(self, o: Tensor, emb: Optional[Tensor], weights: Optional[Tensor], state: DecoderState) -> Tensor:
-        """Scores of y_t: logits, or with copy attention log P over the extended vocabulary.
-
-        o: (..., H) attentional states; emb: (..., E) inputs e(y_{t-1}); weights:
-        (..., S) attention; one step (rows, .) or a whole target (B, T, .).
-        """
-        logits = self.logits(self._readout(o, emb, state))
-        if not self.copy:
-            return logits
-        step = o.dim() == 2
-        if step:                                            # rows grouped by source (beam search)
-            context = torch.bmm(weights.view(-1, state.beam, weights.size(-1)), state.memory).view(o.size(0), -1)
-            src_ext = state.src_ext.repeat_interleave(state.beam, 0) if state.beam > 1 else state.src_ext
-        else:
-            context = torch.bmm(weights, state.memory)
-            src_ext = state.src_ext.unsqueeze(1).expand(-1, o.size(1), -1)
-        specials = torch.zeros(logits.size(-1), dtype=torch.bool, device=logits.device)
-        specials[[self.pad_id, self.bos_id]] = True          # never outputs
-        p_vocab = torch.softmax(logits.float().masked_fill(specials, float("-inf")), dim=-1)
-        p_gen = torch.sigmoid(self.copy_gate(torch.cat([context, o, emb], dim=-1)).float())   # (..., 1)
-        dist = F.pad(p_gen * p_vocab, (0, state.ext_size - self.vocab_size))
-        dist = dist.scatter_add(-1, src_ext, (1 - p_gen) * weights.float())
-        # Zero-probability entries (specials, other sentences' unknown words) get -inf
-        # after the log: clamping first keeps their gradient at 0 instead of nan.
-        present = torch.zeros_like(dist, dtype=torch.bool).scatter_(-1, src_ext, True)
-        extended = torch.arange(state.ext_size, device=dist.device) >= self.vocab_size
-        impossible = F.pad(specials, (0, state.ext_size - self.vocab_size)) | (extended & ~present)
-        return dist.clamp_min(1e-30).log().masked_fill(impossible, float("-inf"))
-
     def _lead(self, emb: Optional[Tensor], state: DecoderState, like: Tensor) -> Tensor:
         """The leading layer-0 inputs [e(y_{t-1}); c] (..., leading), for one step
         (emb (B, E)) or a whole target (emb (B, T, E)); ``like`` (B,) or (B, T) gives the shape."""
         parts = [emb] if self.feed_previous_output else []
         if self.context_every_step:
-            c = state.row_context()
-            parts.append(c if like.dim() == 1 else c.unsqueeze(1).expand(-1, like.size(1), -1))
+            parts.append(state.per_row(state.source.context, like))
         if not parts:
-            return state.mask.new_zeros(*like.shape, 0, dtype=torch.float)
+            return state.source.mask.new_zeros(*like.shape, 0, dtype=torch.float)
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
-    def _readout(self, o: Tensor, emb: Tensor, state: DecoderState) -> Tensor:
-        """Cho et al. 2014's maxout readout when the context is fed at every step; else o.
+    def _scores(self, o: Tensor, emb: Optional[Tensor], weights: Optional[Tensor], state: DecoderState,
+                like: Tensor) -> Tensor:
+        """Scores of y_t from the output heads: logits, or with copy attention log P
+        over the extended vocabulary.
 
-        o: (..., H); emb: (..., E) embeddings of y_{t-1} -> (..., H).
+        o: (..., H) attentional states; emb: (..., E) inputs e(y_{t-1}); weights:
+        (..., S) attention; one step (rows, .) or a whole target (B, T, .) as ``like``.
         """
-        if self.readout is None:
-            return o
-        c = state.row_context() if o.dim() == 2 else state.context.unsqueeze(1).expand(-1, o.size(1), -1)
-        pre = self.readout(torch.cat([o, emb, c], dim=-1))
-        return pre.unflatten(-1, (-1, 2)).max(-1).values
+        src = state.source
+        readout = o if self.readout is None else self.readout(o, emb, state.per_row(src.context, like))
+        logits = self.logits(readout)
+        if self.copy_gate is None:
+            return logits
+        # c_t: one step's rows query their source in groups of ``beam`` (beam search)
+        context = torch.bmm(weights.view(src.states.size(0), -1, weights.size(-1)), src.states)
+        return self.copy_gate(logits, context.view(*o.shape[:-1], -1), o, emb, weights,
+                              state.per_row(src.src_ext, like), src.ext_size)
 
     def logits(self, o: Tensor) -> Tensor:
         """Output layer. o: (..., H) -> (..., V)."""
@@ -313,61 +301,67 @@ class RNNDecoder(nn.Module):
             return F.linear(o, self.embedding.weight, self.output_bias)
         return self.output(o)
 
-    def _attentional(self, h: Tensor, weights: Tensor, state: DecoderState, w_ch: Tensor) -> Tensor:
-        """o = tanh(W_ch h + b + sum_j a_j W_cc h_j). h: (B, T, H), weights: (B, T, S) -> (B, T, H)."""
-        return logistic_tanh(F.linear(h, w_ch, self.combine.bias) + torch.bmm(weights, state.memory_proj))
+    def _attentional(self, h: Tensor, weights: Tensor, source: SourceMemory, w_ch: Tensor) -> Tensor:
+        """o = tanh(W_ch h + b + sum_j a_j W_cc h_j) (Luong eq. 5).
+        h: (B, T, H), weights: (B, T, S) -> (B, T, H)."""
+        return logistic_tanh(F.linear(h, w_ch, self.combine.bias) + torch.bmm(weights, source.memory_proj))
 
-    def _w_ch(self) -> Optional[Tensor]:
-        """W_ch, the h half of W_c (a view), or None without attention."""
-        return self.combine.weight[:, :self.hidden_size] if self.combine is not None else None
-
-    def _step_weights(self) -> tuple[CellWeights, Optional[Tensor]]:
+    def _step_cache(self) -> StepCache:
         """Weight views for a run of steps: the cell's, and W_ch cast once for autocast."""
-        w_ch = self._w_ch()
+        w_ch = self.combine.weight[:, :self.hidden_size] if self.combine is not None else None
         if w_ch is not None:
             w_ch = autocast_cast(w_ch)(w_ch)
-        return CellWeights(self.rnn, self.leading), w_ch
+        return StepCache(CellWeights(self.rnn, self.leading), w_ch)
 
-    def _advance(self, gates0: Tensor, state: DecoderState, weights_: tuple[CellWeights, Optional[Tensor]]
+    def _reference_step(self, gates0: Tensor, state: DecoderState, cache: StepCache, keep: Optional[Tensor] = None
                  ) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
-        """One position from layer-0 input products gates0 (rows, G).
+        """The reference step: every variant's equations for one position.
+
+        Bahdanau: a_t = softmax(score(h_{t-1}, h_j)), c_t = sum_j a_tj h_j, then the
+        cell reads [e(y_{t-1}); c; c_t]; Luong: the cell reads [e(y_{t-1}); c; o_{t-1}]
+        (o_{t-1} with input feeding), then a_t = softmax(score(h_t, h_j)); both:
+        o_t = tanh(W_c [h_t; c_t] + b).  Without attention o_t = h_t.  Coverage adds
+        a_t to the sum that enters the next scores.
 
         The ``beam`` rows of a source query its states together: (sources, beam, .)
         against (sources, src_len, .), so the source side is never copied per row.
 
-        Returns o_t (rows, H) before dropout, the new state, weights (rows, S) or None.
+        Args:
+            gates0: (rows, G) the layer-0 input products of the leading inputs.
+            state: the state after y_{t-1} (not modified).
+            cache: the weight views (:meth:`_step_cache`).
+            keep: (rows, H) dropout mask of o_t, or None to draw one (training).
+
+        Returns:
+            o_t (rows, H) after dropout, the new state (carrying ``cache``), the
+            attention weights (rows, S) or None.
         """
-        cell, w_ch = weights_
-        weights = None
-        rows = gates0.size(0)
+        src, rows = state.source, gates0.size(0)
         grouped = lambda x: x.view(-1, state.beam, x.size(-1))  # noqa: E731  (rows, d) -> (sources, beam, d)
         coverage = grouped(state.coverage) if state.coverage is not None else None
+        weights = None
         if self.style == "bahdanau":
             h_prev = (state.hidden[0] if isinstance(state.hidden, tuple) else state.hidden)[-1]
-            weights = self.attention.probabilities(grouped(h_prev), state.keys, state.mask, coverage)  # (N, beam, S)
-            context = torch.bmm(weights, state.memory).view(rows, -1)
-            top, hidden = cell_step(cell, gates0, context, state.hidden)
-            o = self._attentional(grouped(top), weights, state, w_ch).view(rows, -1)
+            weights = self.attention.probabilities(grouped(h_prev), src.keys, src.mask, coverage)  # (N, beam, S)
+            top, hidden = cell_step(cache.cell, gates0, torch.bmm(weights, src.states).view(rows, -1), state.hidden)
         else:
-            top, hidden = cell_step(cell, gates0, state.feed if self.input_feeding else None, state.hidden)
+            top, hidden = cell_step(cache.cell, gates0, state.feed, state.hidden)
             if self.attention is not None:
-                weights = self.attention.probabilities(grouped(top), state.keys, state.mask, coverage)
-                o = self._attentional(grouped(top), weights, state, w_ch).view(rows, -1)
-            else:
-                o = top
+                weights = self.attention.probabilities(grouped(top), src.keys, src.mask, coverage)
+        o = top if weights is None else self._attentional(grouped(top), weights, src, cache.w_ch).view(rows, -1)
+        o = self.dropout(o) if keep is None else o * keep
         weights = weights.view(rows, -1) if weights is not None else None
-        new = DecoderState(hidden, None, state.memory, state.keys, state.memory_proj, state.mask, state.context,
-                           state.beam, state.coverage + weights if self.coverage else None, state.src_ext,
-                           state.ext_size, state.input_table, state.weights)
-        return o, new, weights
+        coverage = state.coverage + weights if self.coverage else None
+        return o, DecoderState(hidden, src, o if self.input_feeding else None, coverage, state.beam, cache), weights
 
     # ------------------------------------------------------------------ API
     def step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
-        """Advance one target position.
+        """Advance one target position (:meth:`_reference_step` and the output heads).
 
         Args:
             prev_tokens: (batch,) the previous output y_{t-1} (``<bos>`` at t=1).
-            state: the state after y_{t-1}.
+            state: the state after y_{t-1}; it is not modified, so a state can be
+                stepped more than once.
 
         Returns:
             logits: (batch, V) unnormalised scores of y_t (copy: log-probabilities over
@@ -375,75 +369,52 @@ class RNNDecoder(nn.Module):
             state: the new state.
             attention: (batch, src_len) weights a_t, or None without attention.
 
-        In inference (eval mode, no gradients) with a small target vocabulary, the
-        layer-0 input gates W e(y) + b of all V tokens are computed once and each
-        step looks its rows up (:attr:`DecoderState.input_table`) instead of a
-        (rows x E) x (E x G) product per step.
+        The first step of a run builds a :class:`StepCache`, which the states it
+        returns carry.  In inference (eval mode, no gradients) with e(y) the only
+        leading input and V <= 4 rows, the cache also holds the layer-0 input gates
+        W e(y) + b of all V tokens, and each step looks its rows up instead of a
+        (rows x E) x (E x G) product.
         """
         prev_tokens = self._known(prev_tokens)
-        if state.weights is None:
-            state.weights = self._step_weights()
-        step_weights = state.weights
-        if self._lookup_gates(prev_tokens, state):
-            if state.input_table is None:
-                state.input_table = step_weights[0].input_gates(self.embedding.weight)      # (V, G)
-            gates0 = state.input_table.index_select(0, prev_tokens)
+        cache = state.cache if state.cache is not None else self._step_cache()
+        lookup = (not self.training and not torch.is_grad_enabled() and self.feed_previous_output
+                  and not self.context_every_step)
+        if lookup and cache.input_table is None and self.embedding.num_embeddings <= 4 * prev_tokens.numel():
+            cache = cache._replace(input_table=cache.cell.input_gates(self.embedding.weight))   # (V, G)
+        if lookup and cache.input_table is not None:
+            gates0 = cache.input_table.index_select(0, prev_tokens)
             emb = self.embedding(prev_tokens) if self.readout is not None or self.copy else None
         else:
             emb = self._embed(prev_tokens)
-            gates0 = step_weights[0].input_gates(self._lead(emb, state, prev_tokens))
-        o, state, weights = self._advance(gates0, state, step_weights)
-        o = self.dropout(o)
-        if self.input_feeding:
-            state.feed = o
-        return self._output(o, emb, weights, state), state, weights
+            gates0 = cache.cell.input_gates(self._lead(emb, state, prev_tokens))
+        o, state, weights = self._reference_step(gates0, state, cache)
+        return self._scores(o, emb, weights, state, prev_tokens), state, weights
 
-    def _fusable(self) -> bool:
-        """Whether the teacher-forced loop can run as :class:`InputFeedingLoop`: an LSTM
-        (any number of layers) with input feeding and Luong attention, without coverage."""
-        return (isinstance(self.rnn, nn.LSTM) and self.input_feeding and self.attention is not None
-                and not self.coverage)
-
-    def _input_feeding_loop(self, lead: Tensor, state: DecoderState, step_weights: tuple[CellWeights, Tensor],
-                            keep: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    def _input_feeding_loop(self, lead: Tensor, state: DecoderState, cache: StepCache, keep: Optional[Tensor]
+                            ) -> tuple[Tensor, Tensor]:
         """The teacher-forced steps through :class:`~seq2seq.modules.input_feeding.InputFeedingLoop`.
 
         lead: (B, T, leading) the cell inputs [e(y_{t-1}); c]; keep: (B, T, H) dropout
         mask of o_t or None.  Returns o: (B, T, H) after dropout and the weights (B, T, S).
         """
-        cell, w_ch = step_weights
-        cast = autocast_cast(w_ch)
-        dtype = cell.w_hh_t[0].dtype
-        layers = cell.layers
-        if layers == 1:
-            w_hh, w_up, b_up = cell.w_hh_t[0].t().unsqueeze(0), None, None
-        else:
+        cell, src, cast = cache.cell, state.source, autocast_cast(cache.w_ch)
+        dtype, (h0, c0), keep_up = cell.w_hh_t[0].dtype, state.hidden, None
+        w_hh, w_up, b_up = cell.w_hh_t[0].t().unsqueeze(0), None, None
+        if cell.layers > 1:
             w_hh = torch.stack([w.t() for w in cell.w_hh_t])                  # (N, 4H, H)
             w_up = torch.stack([w.t() for w in cell.w_in_t[1:]])             # (N - 1, 4H, H)
             b_up = cast(torch.stack(cell.b_in[1:]))                          # (N - 1, 4H)
-        keep_up = None                                                       # dropout between layers
-        if layers > 1 and cell.training and cell.dropout > 0:
-            keep_up = dropout_mask((layers - 1, lead.size(0), lead.size(1), self.hidden_size), cell.dropout, lead)
+            if cell.training and cell.dropout > 0:                           # dropout between layers
+                keep_up = dropout_mask((cell.layers - 1, *lead.shape[:2], self.hidden_size), cell.dropout, lead)
         att = self.attention
-        if isinstance(att, AdditiveAttention):
-            scorer = (cast(att.query_layer.weight), cast(att.query_layer.bias), cast(att.energy.weight[0]))
-        else:
-            scorer = (None, None, None)
-        neg_mask = torch.zeros(state.mask.shape, dtype=torch.promote_types(dtype, torch.float32),
-                               device=state.mask.device).masked_fill_(~state.mask, float("-inf"))
-        h0, c0 = state.hidden
-        return input_feeding_loop(lead.to(dtype), cast(cell.w_lead), cast(cell.b_lead), h0, c0, cell.w_in_t[0].t(),
-                                  w_hh, w_up, b_up, state.keys.to(dtype), state.memory_proj.to(dtype), w_ch,
-                                  cast(self.combine.bias), *scorer, neg_mask, keep, keep_up, self.workspace)
-
-    def _lookup_gates(self, prev_tokens: Tensor, state: DecoderState) -> bool:
-        """Whether :meth:`step` reads its input gates from the per-token table: in
-        inference only (embedding dropout and gradients need the product), when the
-        cell's leading input is just e(y), and when the table (V rows) costs less
-        than a few steps' products (rows each)."""
-        return (not self.training and not torch.is_grad_enabled() and self.feed_previous_output
-                and not self.context_every_step
-                and (state.input_table is not None or self.embedding.num_embeddings <= 4 * prev_tokens.numel()))
+        scorer = (cast(att.query_layer.weight), cast(att.query_layer.bias), cast(att.energy.weight[0])) \
+            if isinstance(att, AdditiveAttention) else (None, None, None)
+        weights = LoopWeights(cast(cell.w_lead), cast(cell.b_lead), cell.w_in_t[0].t(), w_hh, w_up, b_up,
+                              cache.w_ch, cast(self.combine.bias), *scorer)
+        neg_mask = torch.zeros(src.mask.shape, dtype=torch.promote_types(dtype, torch.float32),
+                               device=src.mask.device).masked_fill_(~src.mask, float("-inf"))
+        return input_feeding_loop(lead.to(dtype), h0, c0, src.keys.to(dtype), src.memory_proj.to(dtype), neg_mask,
+                                  keep, keep_up, weights)
 
     def forward(self, tgt_in: Tensor, state: DecoderState, return_attention: bool = False
                 ) -> tuple[Tensor, Optional[Tensor]]:
@@ -451,7 +422,7 @@ class RNNDecoder(nn.Module):
 
         Args:
             tgt_in: (batch, tgt_len) ``<bos> y_1 .. y_{n}`` padded.
-            state: from :meth:`init_state`.
+            state: from :meth:`init_state` (not modified).
             return_attention: also return the attention weights.
 
         Returns:
@@ -462,35 +433,25 @@ class RNNDecoder(nn.Module):
         emb = self._embed(tgt_in)                                      # (B, T, E)
         lead = self._lead(emb, state, tgt_in)                          # (B, T, leading)
         weights = None
-        if self.can_run_parallel:
-            out, _ = run_rnn(self.rnn, lead, state.hidden)             # (B, T, H), one call
+        if self.can_run_parallel:                                      # the one-call kernel
+            o, _ = run_rnn(self.rnn, lead, state.hidden)               # (B, T, H)
             if self.attention is not None:
-                weights = self.attention.probabilities(out, state.keys, state.mask)
-                o = self._attentional(out, weights, state, self._w_ch())
-            else:
-                o = out
+                weights = self.attention.probabilities(o, state.source.keys, state.source.mask)
+                o = self._attentional(o, weights, state.source, self.combine.weight[:, :self.hidden_size])
             o = self.dropout(o)
         else:
-            step_weights = self._step_weights()
-            bsz, steps = tgt_in.shape
+            cache = self._step_cache()
             keep = None                                                # one dropout mask for all steps
             if self.training and self.dropout.p > 0:
-                keep = dropout_mask((bsz, steps, self.hidden_size), self.dropout.p, lead)
-            if self.fused_loop and self._fusable():
-                o, weights = self._input_feeding_loop(lead, state, step_weights, keep)
-                return self._output(o, emb, weights, state), (weights if return_attention else None)
-            gates0 = step_weights[0].input_gates(lead)                # (B, T, G), one product
-            outs, ws = [], []
-            for t, gates0_t in enumerate(gates0.unbind(1)):
-                o_t, state, w_t = self._advance(gates0_t, state, step_weights)
-                if keep is not None:
-                    o_t = o_t * keep[:, t]
-                if self.input_feeding:
-                    state.feed = o_t
-                outs.append(o_t)
-                ws.append(w_t)
-            o = torch.stack(outs, dim=1)
-            if ws[0] is not None:
-                weights = torch.stack(ws, dim=1)
-        # The loop's last state carries the same source-side tensors (memory, c, src_ext).
-        return self._output(o, emb, weights, state), (weights if return_attention else None)
+                keep = dropout_mask((*tgt_in.shape, self.hidden_size), self.dropout.p, lead)
+            if self.fused_loop and isinstance(self.rnn, nn.LSTM) and self.input_feeding and not self.coverage:
+                o, weights = self._input_feeding_loop(lead, state, cache, keep)
+            else:                                                      # the reference step, position by position
+                outs, ws = [], []
+                for t, gates0_t in enumerate(cache.cell.input_gates(lead).unbind(1)):
+                    o_t, state, w_t = self._reference_step(gates0_t, state, cache, None if keep is None else keep[:, t])
+                    outs.append(o_t)
+                    ws.append(w_t)
+                o = torch.stack(outs, dim=1)
+                weights = torch.stack(ws, dim=1) if ws[0] is not None else None
+        return self._scores(o, emb, weights, state, tgt_in), (weights if return_attention else None)

@@ -37,64 +37,14 @@ factor 2 carried by the products' alpha and beta, and the additive score drops t
 constant -sum(v), which the softmax cancels.  Matrix products run in the dtype of
 the weights passed in (the autocast dtype under mixed precision); the cell, the
 softmax and all element-wise gradients in float32.
-
-Buffers come from a :class:`Workspace` kept by the decoder, so the next batch
-reuses the memory instead of faulting fresh pages in (about 10 us per 4 KiB page
-on the 2-core CPU VM).  Measured with ``benchmarks/input_feeding_micro.py`` at
-G2P sizes, where glibc mostly hands back the previous call's memory anyway, the
-gain is small: forward + backward 24.54 against 24.73 ms.
 """
 
 from __future__ import annotations
 
-import math
-import weakref
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
-
-
-class Workspace:
-    """Float buffers handed from one call of :class:`InputFeedingLoop` to the next.
-
-    A buffer is either in the pool (free) or owned by exactly one call: the
-    values a forward saves for its backward return when the autograd graph that
-    holds them is freed (or at the end of the forward when no gradient is
-    needed), the backward's temporaries at its end.  Reuse can therefore never
-    overwrite saved values, also with ``retain_graph``.
-    """
-
-    MAX_FREE = 48                      # buffers kept at most ...
-    MAX_FREE_BYTES = 256 * 2 ** 20     # ... and bytes: larger working sets are freed as usual
-
-    def __init__(self):
-        self.free: list[Tensor] = []
-
-    def take(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
-        """An uninitialised tensor of ``shape`` (the smallest free buffer that fits, or a new one)."""
-        n = math.prod(shape)
-        best = None
-        for k, buf in enumerate(self.free):
-            if buf.dtype == dtype and buf.device == device and buf.numel() >= n and (
-                    best is None or buf.numel() < self.free[best].numel()):
-                best = k
-        buf = self.free.pop(best) if best is not None else torch.empty(n + n // 4, dtype=dtype, device=device)
-        return buf.view(-1)[:n].view(shape)
-
-    def give(self, *tensors: Optional[Tensor]) -> None:
-        """Return buffers obtained from :meth:`take` (None entries are skipped)."""
-        for t in tensors:
-            if t is not None:
-                self.free.append(t._base if t._base is not None else t)
-        if len(self.free) > self.MAX_FREE:
-            self.free.sort(key=Tensor.numel)
-            del self.free[:len(self.free) - self.MAX_FREE]
-        nbytes = lambda t: t.numel() * t.element_size()  # noqa: E731
-        total = sum(map(nbytes, self.free))
-        while total > self.MAX_FREE_BYTES:                     # drop the largest first
-            largest = max(range(len(self.free)), key=lambda k: nbytes(self.free[k]))
-            total -= nbytes(self.free.pop(largest))
 
 
 def _add_mm(acc: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -104,29 +54,40 @@ def _add_mm(acc: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return acc + torch.mm(a.to(b.dtype), b).to(acc.dtype)
 
 
+class LoopWeights(NamedTuple):
+    """The weights :class:`InputFeedingLoop` reads, all in ``cd``, the dtype of the
+    products (the autocast dtype under mixed precision); H the decoder size, L the
+    leading input size, A the attention size, N layers."""
+
+    w_lead: Tensor              # (4H, L) layer 0's W_ih columns of the leading inputs [e(y_{t-1}); c]
+    b_lead: Tensor              # (4H,) its two biases: G0_t = W_lead lead_t + b_lead, one product for all t
+    w_feed: Tensor              # (4H, H) layer 0's W_ih columns of the fed o_{t-1}
+    w_hh: Tensor                # (N, 4H, H) every layer's W_hh
+    w_up: Optional[Tensor]      # (N - 1, 4H, H) W_ih of layers 1..N-1, or None for one layer
+    b_up: Optional[Tensor]      # (N - 1, 4H) their two biases, or None
+    w_ch: Tensor                # (H, H) the state half of W_c
+    b_c: Tensor                 # (H,) the bias of W_c
+    w_q: Optional[Tensor]       # (A, H) the additive scorer's query weight, or None (dot / general)
+    b_q: Optional[Tensor]       # (A,) its bias, or None
+    v: Optional[Tensor]         # (A,) its energy vector, or None
+
+
 class InputFeedingLoop(torch.autograd.Function):
     """Teacher-forced input-feeding LSTM decoder with Luong attention, N stacked layers.
 
-    ``apply`` arguments (B batch, T target positions, S source positions, H the
-    decoder size, A the attention size, N layers; ``cd`` the dtype of the products):
+    ``apply(lead, h0, c0, keys, memory_proj, neg_mask, keep, keep_up, *weights)``
+    with the fields of a :class:`LoopWeights` last (autograd tracks only tensors
+    passed one by one; call it through :func:`input_feeding_loop`).  B batch,
+    T target positions, S source positions, cd the weights' dtype:
 
         lead: (B, T, L) the leading cell inputs [e(y_{t-1}); c] of every position.
-        w_lead: (4H, L) and b_lead: (4H,) their columns of layer 0's W_ih and its two
-            biases, in cd: G0_t = W_lead lead_t + b_lead, one product for the whole target.
         h0, c0: (N, B, H) initial LSTM state.
-        w_feed: (4H, H) the input-feeding columns of layer 0's W_ih, in cd.
-        w_hh: (N, 4H, H) every layer's W_hh, in cd.
-        w_up: (N - 1, 4H, H) and b_up: (N - 1, 4H) W_ih and both biases of layers 1..N-1,
-            in cd, or None for one layer.
         keys: (B, S, A) attention keys (A = H for dot / general).
         memory_proj: (B, S, H) P_j = W_cc h_j.
-        w_ch: (H, H) and b_c: (H,) the state half of W_c and its bias, in cd.
-        w_q: (A, H), b_q: (A,), v: (A,) the additive scorer in cd, or None (dot / general).
         neg_mask: (B, S) 0 on real source positions and -inf on padding (float32).
         keep: (B, T, H) inverted-dropout mask of o_t, or None.
         keep_up: (N - 1, B, T, H) inverted-dropout masks of the inputs of layers 1..N-1
             (dropout between layers), or None.
-        workspace: the caller's :class:`Workspace`.
 
     Returns:
         outputs: (B, T, H) o_t after dropout, in cd.
@@ -137,20 +98,17 @@ class InputFeedingLoop(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, lead: Tensor, w_lead: Tensor, b_lead: Tensor, h0: Tensor, c0: Tensor, w_feed: Tensor,
-                w_hh: Tensor, w_up: Optional[Tensor], b_up: Optional[Tensor], keys: Tensor, memory_proj: Tensor,
-                w_ch: Tensor, b_c: Tensor, w_q: Optional[Tensor], b_q: Optional[Tensor], v: Optional[Tensor],
-                neg_mask: Tensor, keep: Optional[Tensor], keep_up: Optional[Tensor], workspace: Workspace
+    def forward(ctx, lead: Tensor, h0: Tensor, c0: Tensor, keys: Tensor, memory_proj: Tensor, neg_mask: Tensor,
+                keep: Optional[Tensor], keep_up: Optional[Tensor], *weights: Optional[Tensor]
                 ) -> tuple[Tensor, Tensor]:
-        ctx.dtypes = [None if y is None else y.dtype for y in (lead, w_lead, b_lead, h0, c0, w_feed, w_hh, w_up,
-                                                               b_up, keys, memory_proj, w_ch, b_c, w_q, b_q, v)]
+        ctx.dtypes = [None if y is None else y.dtype for y in (lead, h0, c0, keys, memory_proj, *weights)]
         with torch.autocast(lead.device.type, enabled=False), torch.no_grad():
-            return InputFeedingLoop._forward(ctx, lead, w_lead, b_lead, h0, c0, w_feed, w_hh, w_up, b_up, keys,
-                                             memory_proj, w_ch, b_c, w_q, b_q, v, neg_mask, keep, keep_up, workspace)
+            return InputFeedingLoop._forward(ctx, lead, h0, c0, keys, memory_proj, neg_mask, keep, keep_up,
+                                             LoopWeights(*weights))
 
     @staticmethod
-    def _forward(ctx, lead, w_lead, b_lead, h0, c0, w_feed, w_hh, w_up, b_up, keys, memory_proj, w_ch, b_c, w_q, b_q,
-                 v, neg_mask, keep, keep_up, ws):
+    def _forward(ctx, lead, h0, c0, keys, memory_proj, neg_mask, keep, keep_up, weights_: LoopWeights):
+        w_lead, b_lead, w_feed, w_hh, w_up, b_up, w_ch, b_c, w_q, b_q, v = weights_
         B, T, L = lead.shape
         G = w_lead.size(0)
         H, S, A, N = G // 4, keys.size(1), keys.size(2), w_hh.size(0)
@@ -166,7 +124,7 @@ class InputFeedingLoop(torch.autograd.Function):
         cd, dev = w_hh.dtype, lead.device
         f32 = torch.promote_types(cd, torch.float32)            # element-wise dtype (float64 in gradcheck)
         additive = w_q is not None
-        take = lambda *shape, dtype=f32: ws.take(shape, dtype, dev)  # noqa: E731
+        take = lambda *shape, dtype=f32: torch.empty(shape, dtype=dtype, device=dev)  # noqa: E731
         lead_t = take(T, B, L, dtype=cd)                            # position-major copy of lead
         lead_t.copy_(lead.transpose(0, 1))
         g0 = take(T, B, G, dtype=cd)                                # G0 of every position, one product
@@ -249,15 +207,10 @@ class InputFeedingLoop(torch.autograd.Function):
                 o_all[t + 1].copy_(torch.addcmul(neg_keep[t], s, keep2[t]))
         outputs = o_all[1:].transpose(0, 1).contiguous()
         attention = weights.transpose(0, 1).contiguous()
-        ws.give(keep2, neg_keep, g0)
-        saved = (lead_t, o_all, hs, x_up, acts, cs, tcs, so, weights, energy)
-        if ctx is None:                                             # no gradient: nothing to keep
-            ws.give(*saved)
-        else:
-            ctx.workspace, ctx.additive = ws, additive
-            # The saved buffers go back to the pool once the graph holding them is freed.
-            weakref.finalize(ctx, ws.give, *saved)
-            ctx.save_for_backward(*saved, w_lead, keys, memory_proj, w_feed, w_hh, w_up, w_ch, w_q, v, keep, keep_up)
+        if ctx is not None:
+            ctx.additive = additive
+            ctx.save_for_backward(lead_t, o_all, hs, x_up, acts, cs, tcs, so, weights, energy, w_lead, keys,
+                                  memory_proj, w_feed, w_hh, w_up, w_ch, w_q, v, keep, keep_up)
         return outputs, attention
 
     @staticmethod
@@ -265,17 +218,18 @@ class InputFeedingLoop(torch.autograd.Function):
         like = d_out if d_out is not None else d_weights
         with torch.autocast(like.device.type, enabled=False):
             grads = InputFeedingLoop._backward(ctx, d_out, d_weights)
-        return tuple(None if g is None else g.to(d) for g, d in zip(grads, ctx.dtypes)) + (None,) * 4
+        grads = tuple(None if g is None else g.to(d) for g, d in zip(grads, ctx.dtypes))
+        return grads[:5] + (None,) * 3 + grads[5:]                # nothing for neg_mask, keep, keep_up
 
     @staticmethod
     def _backward(ctx, d_out: Optional[Tensor], d_weights: Optional[Tensor]):
         (lead_t, o_all, hs, x_up, acts, cs, tcs, so, weights, energy, w_lead, keys, memory_proj, w_feed, w_hh, w_up,
          w_ch, w_q, v, keep, keep_up) = ctx.saved_tensors
-        ws, additive = ctx.workspace, ctx.additive
+        additive = ctx.additive
         N, T, B, G = acts.shape
         H, S = G // 4, weights.size(2)
         cd, f32, dev = w_hh.dtype, acts.dtype, acts.device
-        take = lambda *shape: ws.take(shape, f32, dev)  # noqa: E731
+        take = lambda *shape: torch.empty(shape, dtype=f32, device=dev)  # noqa: E731
 
         # Derivative factors for all layers and positions at once.
         i, f, g, o = acts.chunk(4, dim=3)                                      # (N, T, B, H) views
@@ -373,25 +327,24 @@ class InputFeedingLoop(torch.autograd.Function):
             d_b_q = d_q.sum((0, 1))
             # d v = sum de * tanh(z) = 2 sum de s - sum de
             d_v = 2 * torch.mm(d_e.reshape(1, -1), energy.reshape(T * B * S, -1)).squeeze(0) - d_e.sum()
-            ws.give(d_q, dz)
         else:
             d_keys = torch.bmm(d_e.permute(1, 2, 0).to(cd), h_top.transpose(0, 1))      # (B, S, H)
-        ws.give(fac, dc_dh, d_pre_d_o, d_pre, d_e, d_gates)
-        return (d_lead, d_w_lead, d_b_lead, torch.stack(d_h_next), d_c, d_w_feed, d_w_hh, d_w_up, d_b_up, d_keys,
-                d_mp, d_w_ch, d_b_c, d_w_q, d_b_q, d_v)
+        return (d_lead, torch.stack(d_h_next), d_c, d_keys, d_mp, d_w_lead, d_b_lead, d_w_feed, d_w_hh, d_w_up,
+                d_b_up, d_w_ch, d_b_c, d_w_q, d_b_q, d_v)
 
 
-def input_feeding_loop(lead: Tensor, w_lead: Tensor, b_lead: Tensor, h0: Tensor, c0: Tensor, w_feed: Tensor,
-                       w_hh: Tensor, w_up: Optional[Tensor], b_up: Optional[Tensor], keys: Tensor,
-                       memory_proj: Tensor, w_ch: Tensor, b_c: Tensor, w_q: Optional[Tensor], b_q: Optional[Tensor],
-                       v: Optional[Tensor], neg_mask: Tensor, keep: Optional[Tensor], keep_up: Optional[Tensor],
-                       workspace: Workspace) -> tuple[Tensor, Tensor]:
-    """Run :class:`InputFeedingLoop` (same arguments and results); without autograd
-    (no gradient enabled or needed) the forward runs alone and returns its buffers
-    to the workspace at once."""
-    args = (lead, w_lead, b_lead, h0, c0, w_feed, w_hh, w_up, b_up, keys, memory_proj, w_ch, b_c, w_q, b_q, v,
-            neg_mask, keep, keep_up, workspace)
+def input_feeding_loop(lead: Tensor, h0: Tensor, c0: Tensor, keys: Tensor, memory_proj: Tensor, neg_mask: Tensor,
+                       keep: Optional[Tensor], keep_up: Optional[Tensor], weights: LoopWeights
+                       ) -> tuple[Tensor, Tensor]:
+    """Run :class:`InputFeedingLoop` (arguments and results as there, the weights as one
+    :class:`LoopWeights`); without autograd (no gradient enabled or needed) the
+    forward runs alone and saves nothing.
+
+    Raises:
+        ValueError: inconsistent shapes.
+    """
+    args = (lead, h0, c0, keys, memory_proj, neg_mask, keep, keep_up, *weights)
     if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
         return InputFeedingLoop.apply(*args)
     with torch.autocast(lead.device.type, enabled=False):
-        return InputFeedingLoop._forward(None, *args)
+        return InputFeedingLoop._forward(None, lead, h0, c0, keys, memory_proj, neg_mask, keep, keep_up, weights)
