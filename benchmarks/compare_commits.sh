@@ -23,7 +23,7 @@ for r in $(seq 1 "$rounds"); do
         echo "[compare] round $r: $c" >&2
         (cd "$tmp/$c" && PYTHONPATH="$tmp/$c" "$py" benchmarks/train_speed.py --only identical default \
             --steps 200 --rounds 2 --no-bound --skip-onmt --json "$OLDPWD/$out/${c}_train_$r.json" >/dev/null)
-        (cd "$tmp/$c" && PYTHONPATH="$tmp/$c" "$py" benchmarks/decode_speed.py --train-steps 300 --limit 3000 \
+        (cd "$tmp/$c" && PYTHONPATH="$tmp/$c" "$py" benchmarks/decode_speed.py --train-steps 300 --limit 2000 \
             --repeats 2 --skip-onmt --json "$OLDPWD/$out/${c}_decode_$r.json" >/dev/null)
     done
 done
