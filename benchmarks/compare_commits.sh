@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 base=$(git rev-parse --short "${1:?usage: compare_commits.sh BASE [NEW] [ROUNDS] [OUT]}")
 new=$(git rev-parse --short "${2:-HEAD}")
 rounds=${3:-2}
-out=${4:-benchmarks/results/compare}
+out=$(realpath -m "${4:-benchmarks/results/compare}")
 py=$PWD/.venv/bin/python
 mkdir -p "$out"
 tmp=$(mktemp -d)
@@ -20,11 +20,11 @@ trap 'git worktree remove --force "$tmp/$base" 2>/dev/null; git worktree remove 
 for c in "$base" "$new"; do git worktree add -q --detach "$tmp/$c" "$c"; done
 for r in $(seq 1 "$rounds"); do
     for c in "$base" "$new"; do
-        echo "[compare] round $r: $c" >&2
+        echo "[compare] $(date +%T) round $r: $c" >&2
         (cd "$tmp/$c" && PYTHONPATH="$tmp/$c" "$py" benchmarks/train_speed.py --only identical default \
-            --steps 200 --rounds 2 --no-bound --skip-onmt --json "$OLDPWD/$out/${c}_train_$r.json" >/dev/null)
+            --steps 200 --rounds 2 --no-bound --skip-onmt --json "$out/${c}_train_$r.json" >/dev/null)
         (cd "$tmp/$c" && PYTHONPATH="$tmp/$c" "$py" benchmarks/decode_speed.py --train-steps 300 --limit 2000 \
-            --repeats 2 --skip-onmt --json "$OLDPWD/$out/${c}_decode_$r.json" >/dev/null)
+            --repeats 2 --skip-onmt --json "$out/${c}_decode_$r.json" >/dev/null)
     done
 done
 "$py" - "$out" "$base" "$new" "$rounds" <<'PY'

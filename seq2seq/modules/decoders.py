@@ -313,8 +313,8 @@ class RNNDecoder(nn.Module):
             w_ch = autocast_cast(w_ch)(w_ch)
         return StepCache(CellWeights(self.rnn, self.leading), w_ch)
 
-    def _reference_step(self, gates0: Tensor, state: DecoderState, cache: StepCache, keep: Optional[Tensor] = None
-                 ) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
+    def _reference_step(self, gates0: Tensor, state: DecoderState, cache: StepCache,
+                        keep: Optional[Tensor] = None) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
         """The reference step: every variant's equations for one position.
 
         Bahdanau: a_t = softmax(score(h_{t-1}, h_j)), c_t = sum_j a_tj h_j, then the
@@ -371,7 +371,7 @@ class RNNDecoder(nn.Module):
 
         The first step of a run builds a :class:`StepCache`, which the states it
         returns carry.  In inference (eval mode, no gradients) with e(y) the only
-        leading input and V <= 4 rows, the cache also holds the layer-0 input gates
+        leading input and V <= 4 x rows, the cache also holds the layer-0 input gates
         W e(y) + b of all V tokens, and each step looks its rows up instead of a
         (rows x E) x (E x G) product.
         """
