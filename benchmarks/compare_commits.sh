@@ -18,11 +18,13 @@ mkdir -p "$out"
 tmp=$(mktemp -d)
 trap 'git worktree remove --force "$tmp/$base" 2>/dev/null; git worktree remove --force "$tmp/$new" 2>/dev/null; rm -rf "$tmp"' EXIT
 for c in "$base" "$new"; do git worktree add -q --detach "$tmp/$c" "$c"; done
+ln -s "$(realpath ../shared)" "$tmp/shared"                # the benchmarks read ../shared beside the checkout
 for r in $(seq 1 "$rounds"); do
     for c in "$base" "$new"; do
         echo "[compare] $(date +%T) round $r: $c" >&2
         (cd "$tmp/$c" && PYTHONPATH="$tmp/$c" "$py" benchmarks/train_speed.py --only identical default \
             --steps 200 --rounds 2 --no-bound --skip-onmt --json "$out/${c}_train_$r.json" >/dev/null)
+        echo "[compare] $(date +%T) decoding" >&2
         (cd "$tmp/$c" && PYTHONPATH="$tmp/$c" "$py" benchmarks/decode_speed.py --train-steps 300 --limit 2000 \
             --repeats 2 --skip-onmt --json "$out/${c}_decode_$r.json" >/dev/null)
     done
