@@ -74,10 +74,11 @@ class DataConfig(Section):
         return self
 
 
-class EncoderConfig(Section):
-    """Embedding + RNN encoder (Cho et al. 2014; Bahdanau et al. 2015, sec. 3.2), or a
-    Transformer encoder (``type: transformer``, Vaswani et al. 2017: ``hidden_size`` is
-    d_model, with ``heads`` and ``ff_size``; ``cell`` and ``bidirectional`` do not apply)."""
+class StackConfig(Section):
+    """What an encoder and a decoder both have: an embedding of ``embedding_size``, then
+    ``layers`` of ``cell`` (rnn, gru, lstm) with ``hidden_size`` units, or of a Transformer
+    (``type: transformer``: ``hidden_size`` is d_model, ``heads``, ``ff_size`` default 4 x
+    d_model), with ``dropout``."""
 
     type: Literal["rnn", "transformer"] = "rnn"
     heads: int = Field(4, ge=1)
@@ -86,11 +87,18 @@ class EncoderConfig(Section):
     embedding_size: int = Field(128, ge=1)
     hidden_size: int = Field(256, ge=1)
     layers: int = Field(1, ge=1)
-    bidirectional: bool = True
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
 
 
-class DecoderConfig(Section):
+class EncoderConfig(StackConfig):
+    """Embedding + RNN encoder (Cho et al. 2014; Bahdanau et al. 2015, sec. 3.2), or a
+    Transformer encoder (``type: transformer``, Vaswani et al. 2017: ``hidden_size`` is
+    d_model, with ``heads`` and ``ff_size``; ``cell`` and ``bidirectional`` do not apply)."""
+
+    bidirectional: bool = True
+
+
+class DecoderConfig(StackConfig):
     """Embedding + RNN decoder with optional attention.
 
     ``attention`` picks both the score function and where it is applied:
@@ -109,14 +117,6 @@ class DecoderConfig(Section):
     cross-attention; ``cell``, ``attention`` and the RNN input options do not apply.
     """
 
-    type: Literal["rnn", "transformer"] = "rnn"
-    heads: int = Field(4, ge=1)
-    ff_size: Optional[int] = Field(None, ge=1)
-    cell: Cell = "lstm"
-    embedding_size: int = Field(128, ge=1)
-    hidden_size: int = Field(256, ge=1)
-    layers: int = Field(1, ge=1)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
     attention: AttentionType = "luong_general"
     attention_size: Optional[int] = Field(None, ge=1)
     input_feeding: bool = False
