@@ -38,7 +38,7 @@ def run_dataset(name: str, work: Path, threads: int, seed: int, overrides: list[
     from seq2seq.config import load_config
     from seq2seq.forecast.api import Forecaster
     from seq2seq.forecast.builtin_series import sine_csv, statsmodels_csv
-    from seq2seq.forecast.training import train_forecaster
+    from seq2seq.training import train
 
     csv = work / f"{name}.csv"
     if not csv.exists():
@@ -46,7 +46,7 @@ def run_dataset(name: str, work: Path, threads: int, seed: int, overrides: list[
     config = load_config(CONFIGS / f"forecast_{name}.yaml",
                          [f"data.path={csv}", f"training.num_threads={threads}", f"seed={seed}", *overrides])
     run = work / f"run_{name}_{seed}"
-    train_forecaster(config, run, overwrite=True)
+    train(config, run, overwrite=True)
     training = json.loads((run / "training.json").read_text())
     start = time.perf_counter()
     report = Forecaster.load(run).evaluate()
