@@ -110,7 +110,7 @@ class SequenceCriterion:
 
     def count(self, batch) -> int:
         """Target tokens of ``batch`` (``<eos>`` included, padding not)."""
-        return int((batch.tgt_out != self.pad_id).sum())
+        return batch.num_tgt_tokens
 
     def kl_weight_at(self, step: int) -> float:
         """The KL term's weight at update ``step``."""
