@@ -13,6 +13,8 @@
     seq2seq predict RUN [--beam 5 --nbest 3 --scores] [--attention FILE] [--replace-unk] < sources.txt > outputs.txt
     seq2seq chat RUN [--beam 5] [--replace-unk] [--prompt '> ']   (interactive: one line in, one output out)
     seq2seq plot-attention FILE --index I [--rank R] --out PNG
+    seq2seq serve RUN [RUN ...] [--host 127.0.0.1] [--port 8000] [--max-batch-size 64] [--max-wait-ms 5]
+        [--api-key-env VAR] [--max-inputs 256 ...]   (REST API + web page; see seq2seq.serve)
 
 Forecasting (``task: forecast`` configs; see :mod:`seq2seq.forecast.cli`)::
 
@@ -33,6 +35,7 @@ User errors print one line ``seq2seq: error: ...`` and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import typing
@@ -75,6 +78,24 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = _run_parser(sub, "sample", "new sequences from a variational run's prior, z ~ N(0, I)")
     sp.add_argument("--num", type=int, default=10, help="how many")
+
+    sv = sub.add_parser("serve", help="serve runs over HTTP: a REST API with dynamic batching and a web page")
+    sv.add_argument("runs", nargs="+", metavar="RUN", help="run directories (NAME=DIR to choose the URL name)")
+    sv.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--checkpoint", default="best", help="best, last or averaged")
+    sv.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    sv.add_argument("--max-batch-size", type=int, default=64, help="most inputs decoded together (1: no batching)")
+    sv.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to share "
+                                                                   "its batch, ms")
+    sv.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    sv.add_argument("--api-key-env", metavar="VAR", help="require 'Authorization: Bearer <key>', the key read "
+                                                         "from environment variable VAR")
+    from seq2seq.serve import Limits
+
+    for lim in dataclasses.fields(Limits):
+        sv.add_argument("--" + lim.name.replace("_", "-"), type=type(lim.default), default=lim.default,
+                        help=f"{lim.metadata['help']} (default {lim.default})")
 
     av = sub.add_parser("average", help="average the weights of a run's last kept checkpoints")
     av.add_argument("run")
@@ -294,6 +315,18 @@ def _cmd_chat(args) -> None:
             print(model.predict([line], with_scores=True, **overrides)[0][0].text, flush=True)
 
 
+def _cmd_serve(args) -> None:
+    from seq2seq.serve import Limits, serve
+
+    for name in ("port", "max_batch_size", "threads", *(f.name for f in dataclasses.fields(Limits))):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise Seq2SeqError(f"--{name.replace('_', '-')} must be positive (got {value})")
+    limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
+    serve(args.runs, args.host, args.port, args.checkpoint, args.device, args.max_batch_size, args.max_wait_ms,
+          args.threads, args.api_key_env, limits)
+
+
 def _cmd_plot_attention(args) -> None:
     from seq2seq.plotting import plot_attention
 
@@ -358,7 +391,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     warnings.formatwarning = lambda message, *_, **__: f"seq2seq: warning: {message}\n"
     handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "data": _cmd_data,
                 "plot-attention": _cmd_plot_attention, "average": _cmd_average, "sample": _cmd_sample,
-                "chat": _cmd_chat}
+                "chat": _cmd_chat, "serve": _cmd_serve}
     try:
         handlers[args.command](args)
     except Seq2SeqError as e:

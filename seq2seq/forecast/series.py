@@ -136,9 +136,14 @@ def series_from_frame(frame, time_column: str, value_columns: Sequence[str], id_
     return out
 
 
-def read_series_csv(path: str | Path, time_column: str, value_columns: Sequence[str],
-                    id_column: Optional[str] = None, missing: str = "error") -> list[Series]:
+def read_series_csv(source, time_column: str, value_columns: Sequence[str],
+                    id_column: Optional[str] = None, missing: str = "error", where: Optional[str] = None
+                    ) -> list[Series]:
     """Read a CSV of one or several time series (see :func:`series_from_frame`).
+
+    Args:
+        source: a path, or a text stream (e.g. ``io.StringIO`` of a request body).
+        where: the name used in messages (default: the path).
 
     Raises:
         Seq2SeqError: the file is missing or not CSV, or any problem of
@@ -146,15 +151,17 @@ def read_series_csv(path: str | Path, time_column: str, value_columns: Sequence[
     """
     import pandas as pd
 
-    path = Path(path)
+    if isinstance(source, (str, Path)):
+        source = Path(source)
+    where = where or str(source)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=["", "NA", "NaN", "nan"],
+        frame = pd.read_csv(source, dtype=str, keep_default_na=False, na_values=["", "NA", "NaN", "nan"],
                             skipinitialspace=True)
     except FileNotFoundError:
-        raise Seq2SeqError(f"{path}: no such file") from None
+        raise Seq2SeqError(f"{where}: no such file") from None
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
-        raise Seq2SeqError(f"{path}: not a readable CSV file ({str(e).strip()})") from None
-    return series_from_frame(frame, time_column, value_columns, id_column, missing, str(path))
+        raise Seq2SeqError(f"{where}: not a readable CSV file ({str(e).strip()})") from None
+    return series_from_frame(frame, time_column, value_columns, id_column, missing, where)
 
 
 # ---------------------------------------------------------------------------- splits
