@@ -284,10 +284,10 @@ def test_forecast_from_json_or_csv(client):
     assert by_csv == by_json
     s = by_csv["series"][0]
     assert by_csv["horizon"] == 8 and by_csv["quantiles"] == [0.1, 0.5, 0.9]
-    assert s["time"][:2] == ["2007-07-01T00:00:00", "2007-08-01T00:00:00"] and len(s["values"]["y"]) == 8
+    assert s["time"][:2] == ["2007-07-01", "2007-08-01"] and len(s["values"]["y"]) == 8
     lo, mid, hi = (np.array(s["quantiles"]["y"][q]) for q in ("0.1", "0.5", "0.9"))
     assert np.all(lo <= mid) and np.all(mid <= hi) and np.allclose(mid, s["values"]["y"])
-    assert s["history"]["time"][-1] == "2007-06-01T00:00:00" and s["history"]["values"]["y"][-1] == pytest.approx(
+    assert s["history"]["time"][-1] == "2007-06-01" and s["history"]["values"]["y"][-1] == pytest.approx(
         frame.y.iloc[-1])
 
 

@@ -144,9 +144,11 @@ class ForecastModel(ServedModel):
 
 
 def _times(times: np.ndarray) -> list:
-    """Times as JSON: ISO strings for dates, numbers otherwise."""
+    """Times as JSON: ISO strings for dates (``2007-07-01``, or with the time of day
+    where any has one), numbers otherwise."""
     if np.issubdtype(times.dtype, np.datetime64):
-        return [str(t)[:19] for t in times.astype("datetime64[s]")]
+        days = times.astype("datetime64[D]")
+        return [str(t) for t in (days if np.all(days == times) else times.astype("datetime64[s]"))]
     return [float(t) for t in times]
 
 
