@@ -120,7 +120,7 @@ def create_app(models: list[ServedModel], limits: Optional[Limits] = None, api_k
         m.start(max_batch_size, max_wait_ms / 1000, limits.max_queue, metrics.batch_observer(m.name))
         metrics.watch_queue(m.name, m.batcher)
 
-    def require_key(request: Request) -> None:
+    async def require_key(request: Request) -> None:
         if api_key is None:
             return
         given = request.headers.get("authorization", "")
