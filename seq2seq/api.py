@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -22,6 +23,7 @@ from seq2seq.data.tsv import read_tsv
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation import evaluate_split, evaluation_split
 from seq2seq.models.encoder_decoder import EncoderDecoder
+from seq2seq.models.ensemble import Ensemble, EnsembleDataset
 from seq2seq.search import decode_dataset
 from seq2seq.tasks import resolve_device
 from seq2seq.tasks.text import TextTask
@@ -49,30 +51,41 @@ class Prediction:
 
 
 class Seq2Seq:
-    """A trained encoder-decoder with its vocabularies and config.
+    """A trained encoder-decoder with its vocabularies and config, or an ensemble of
+    several (:meth:`ensemble`).
 
     Args:
-        config: the run's config.
-        corpus: tokenizers and vocabularies.
-        model: the network (eval mode).
+        config: the run's config (an ensemble's: the first run's).
+        corpus: tokenizers and vocabularies (an ensemble's: the first run's).
+        model: the network (eval mode): an EncoderDecoder or an :class:`Ensemble`.
         device: where it runs.
+        members: an ensemble's runs, each a single-model Seq2Seq; empty otherwise.
+        run_dir: where the run was loaded from (None if built in memory).
     """
 
-    def __init__(self, config: Config, corpus: Corpus, model: EncoderDecoder, device: torch.device):
+    def __init__(self, config: Config, corpus: Corpus, model: EncoderDecoder | Ensemble, device: torch.device,
+                 members: Sequence["Seq2Seq"] = (), run_dir: Optional[Path] = None):
         self.config, self.corpus, self.model, self.device = config, corpus, model, device
+        self.members, self.run_dir = list(members), run_dir
 
     @classmethod
-    def load(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> "Seq2Seq":
-        """Load a run directory written by ``seq2seq train``.
+    def load(cls, run_dir: str | Path | Sequence[str | Path], checkpoint: str = "best", device: str = "auto",
+             weights: Optional[Sequence[float]] = None) -> "Seq2Seq":
+        """Load a run directory written by ``seq2seq train``, or a list of them as an
+        ensemble (:meth:`ensemble`).
 
         Args:
-            run_dir: the run directory.
+            run_dir: the run directory, or several.
             checkpoint: ``best``, ``last`` or ``averaged`` (``seq2seq average``).
             device: ``auto``, ``cpu`` or ``cuda``.
+            weights: an ensemble's member weights (default equal).
 
         Raises:
-            Seq2SeqError: not a run directory, or a missing/corrupt checkpoint.
+            Seq2SeqError: not a run directory, a missing/corrupt checkpoint, or runs
+                that cannot form an ensemble.
         """
+        if not isinstance(run_dir, (str, Path)):
+            return cls.ensemble([cls.load(r, checkpoint, device) for r in run_dir], weights)
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").exists():
             raise Seq2SeqError(f"{run_dir}: not a run directory (no config.yaml)")
@@ -81,7 +94,25 @@ class Seq2Seq:
         model = TextTask(config, corpus).build_model()
         load_model_weights(model, run_dir, checkpoint)
         dev = resolve_device(device)
-        return cls(config, corpus, model.to(dev).eval(), dev)
+        return cls(config, corpus, model.to(dev).eval(), dev, run_dir=run_dir)
+
+    @classmethod
+    def ensemble(cls, runs: Sequence["Seq2Seq"], weights: Optional[Sequence[float]] = None) -> "Seq2Seq":
+        """Several loaded runs decoding as one: at each step the weighted mean of their
+        probabilities (:mod:`seq2seq.models.ensemble`).  Decoding defaults, data limits
+        and the output side come from the first run; each run reads the source with its
+        own tokenizer.  An ensemble of one decodes as its run does.
+
+        Raises:
+            Seq2SeqError: target vocabularies or tokenizers that differ (naming the
+                first difference), bad weights, or a run with copy attention.
+        """
+        first = runs[0]
+        for r in runs[1:]:
+            _check_same_target(first, r)
+        shared = all(_source_tokenization(r) == _source_tokenization(first) for r in runs[1:])
+        model = Ensemble([r.model for r in runs], weights, shared_source=shared).eval()
+        return cls(first.config, first.corpus, model, first.device, runs)
 
     def decode_options(self, beam: Optional[int] = None, **overrides) -> DecodeOptions:
         """The run's ``decoding`` settings with overrides (names of :class:`DecodeOptions`;
@@ -90,7 +121,20 @@ class Seq2Seq:
         Raises:
             Seq2SeqError: an unknown option or an invalid combination.
         """
-        return self.config.decode_options(beam=beam, **overrides)
+        options = self.config.decode_options(beam=beam, **overrides)
+        if isinstance(self.model, Ensemble) and not self.model.shared_source and (
+                options.return_attention or options.replace_unk or options.coverage_penalty):
+            raise Seq2SeqError("attention output, replace_unk and the coverage penalty need ensemble runs that "
+                               "tokenize the source alike; these runs do not")
+        return options
+
+    def _with_members(self, split, member_dataset):
+        """``split`` whose dataset also holds each ensemble member's reading of the same
+        sentences (``member_dataset(run)``); unchanged for a single model."""
+        if not self.members:
+            return split
+        datasets = [split.dataset] + [member_dataset(m) for m in self.members[1:]]
+        return dataclasses.replace(split, dataset=EnsembleDataset(datasets))
 
     def predict(self, sources: list[str], batch_size: Optional[int] = None, *, beam: Optional[int] = None,
                 with_scores: bool = False, return_attention: bool = False, **options
@@ -139,8 +183,9 @@ class Seq2Seq:
                 keep = [i for i in keep if len(src_tokens[i]) <= d.max_src_len]
         nbest: list[list[Prediction]] = [[Prediction("", [], 0.0, 0.0, None, [])] for _ in sources]
         if keep:
-            split = self.corpus.sources([sources[i] for i in keep], [i + 1 for i in keep], d.max_src_len,
-                                        d.long_source)
+            texts, lines = [sources[i] for i in keep], [i + 1 for i in keep]
+            split = self._with_members(self.corpus.sources(texts, lines, d.max_src_len, d.long_source),
+                                       lambda m: m.corpus.sources(texts, lines, m.config.data.max_src_len).dataset)
             v = self.corpus.tgt_vocab
             hyps = decode_dataset(self.model, split.dataset, v.bos_id, v.eos_id,
                                   batch_size or self.config.decoding.batch_size, opts, self.device)
@@ -211,8 +256,33 @@ class Seq2Seq:
         """
         opts = self.decode_options(beam=beam, **options)
         examples = read_tsv(path, multi_reference=True, autoencoder=self.config.data.autoencoder)
-        split = evaluation_split(self.corpus, self.config.data, examples, str(path))
+        split = self._with_members(evaluation_split(self.corpus, self.config.data, examples, str(path)),
+                                   lambda m: evaluation_split(m.corpus, m.config.data, examples, str(path)).dataset)
         results, _ = evaluate_split(self.model, self.corpus, split, metrics or self.config.evaluation.metrics,
                                     self.config, self.device, opts)
         results["sentences"] = len(examples)
         return results
+
+
+def _source_tokenization(run: Seq2Seq) -> tuple:
+    """What decides a run's source token positions: tokenizer kind, lower-casing and,
+    for sentencepiece, the model itself."""
+    tok = run.corpus.src_tokenizer
+    return type(tok).__name__, tok.lowercase, getattr(tok, "model_proto", None)
+
+
+def _check_same_target(first: Seq2Seq, other: Seq2Seq) -> None:
+    """Raise :class:`Seq2SeqError` naming the first difference between two runs' target sides."""
+    a, b = first.corpus, other.corpus
+    names = f"{first.run_dir} and {other.run_dir}"
+    if type(a.tgt_tokenizer) is not type(b.tgt_tokenizer) or a.tgt_tokenizer.lowercase != b.tgt_tokenizer.lowercase \
+            or getattr(a.tgt_tokenizer, "model_proto", None) != getattr(b.tgt_tokenizer, "model_proto", None):
+        raise Seq2SeqError(f"{names}: target tokenizers differ ({first.config.data.tgt_tokenizer} vs "
+                           f"{other.config.data.tgt_tokenizer}); an ensemble needs one target side")
+    va, vb = a.tgt_vocab.itos, b.tgt_vocab.itos
+    for i, (x, y) in enumerate(zip(va, vb)):
+        if x != y:
+            raise Seq2SeqError(f"{names}: target vocabularies differ at id {i} ({x!r} vs {y!r}); an ensemble "
+                               "needs one target vocabulary (train the runs on the same data and vocabulary settings)")
+    if len(va) != len(vb):
+        raise Seq2SeqError(f"{names}: target vocabularies differ in size ({len(va)} vs {len(vb)} tokens)")

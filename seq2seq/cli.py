@@ -11,6 +11,7 @@
     seq2seq average RUN [--last N]
     seq2seq sample RUN --num N [--sample --temperature T --seed S]    (variational runs)
     seq2seq predict RUN [--beam 5 --nbest 3 --scores] [--attention FILE] [--replace-unk] < sources.txt > outputs.txt
+    seq2seq predict RUN1 RUN2 ... [--ensemble-weights W1 W2 ...]    (ensemble; evaluate too)
     seq2seq chat RUN [--beam 5] [--replace-unk] [--prompt '> ']   (interactive: one line in, one output out)
     seq2seq plot-attention FILE --index I [--rank R] --out PNG
     seq2seq serve RUN [RUN ...] [--host 127.0.0.1] [--port 8000] [--max-batch-size 64] [--max-wait-ms 5]
@@ -58,11 +59,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="override config keys, e.g. training.max_steps=2000 (repeatable; applied in order)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
 
-    e = _run_parser(sub, "evaluate", "score a run on a TSV file (forecast runs: rolling origin on a CSV)")
+    e = _run_parser(sub, "evaluate", "score a run on a TSV file (forecast runs: rolling origin on a CSV)", True)
     e.add_argument("--data", help="TSV: source<TAB>ref1[<TAB>ref2...]; forecast runs: CSV (default data.path)")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    pr = _run_parser(sub, "predict", "decode sources from stdin, one per line, to stdout")
+    pr = _run_parser(sub, "predict", "decode sources from stdin, one per line, to stdout", True)
     pr.add_argument("--batch-size", type=int, default=None)
     pr.add_argument("--scores", action="store_true", help="append each hypothesis's score (TAB-separated)")
     pr.add_argument("--attention", metavar="FILE", help="write every hypothesis's attention to FILE as JSON")
@@ -147,10 +148,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run_parser(sub, name: str, help: str) -> argparse.ArgumentParser:
-    """A subcommand that reads a trained RUN (``--checkpoint``) and decodes with it."""
+def _run_parser(sub, name: str, help: str, ensemble: bool = False) -> argparse.ArgumentParser:
+    """A subcommand that reads a trained RUN (``--checkpoint``) and decodes with it;
+    with ``ensemble``, several runs decode as one (``--ensemble-weights``)."""
     p = sub.add_parser(name, help=help)
-    p.add_argument("run")
+    if ensemble:
+        p.add_argument("run", nargs="+", metavar="RUN", help="a run directory; several decode as an ensemble "
+                                                               "(the mean of their probabilities at each step)")
+        p.add_argument("--ensemble-weights", type=float, nargs="+", metavar="W",
+                       help="one weight per RUN (default equal)")
+    else:
+        p.add_argument("run")
     p.add_argument("--checkpoint", default="best", help="best, last or averaged")
     _decoding_arguments(p)
     return p
@@ -236,34 +244,58 @@ def _cmd_average(args) -> None:
           f"use --checkpoint averaged", file=sys.stderr)
 
 
-def _cmd_evaluate(args) -> None:
-    from seq2seq.api import Seq2Seq
-    from seq2seq.forecast.cli import evaluate_command, is_forecast_run
+def _forecast_run(args) -> bool:
+    """Whether ``args.run`` (a list of runs) names one forecast run; then ``args.run``
+    becomes that run.
 
-    if is_forecast_run(args.run):
+    Raises:
+        Seq2SeqError: several runs of which one is a forecast run.
+    """
+    from seq2seq.forecast.cli import is_forecast_run
+
+    forecast = [r for r in args.run if is_forecast_run(r)]
+    if forecast and len(args.run) > 1:
+        raise Seq2SeqError(f"{forecast[0]}: a forecast run cannot be part of an ensemble")
+    if forecast:
+        args.run = forecast[0]
+    return bool(forecast)
+
+
+def _text_model(args):
+    """The text run of ``args.run``; several runs (or ``--ensemble-weights``) make an ensemble."""
+    from seq2seq.api import Seq2Seq
+
+    if len(args.run) == 1 and not args.ensemble_weights:
+        return Seq2Seq.load(args.run[0], args.checkpoint)
+    return Seq2Seq.load(args.run, args.checkpoint, weights=args.ensemble_weights)
+
+
+def _cmd_evaluate(args) -> None:
+    from seq2seq.forecast.cli import evaluate_command
+
+    if _forecast_run(args):
         evaluate_command(args)
         return
     if not args.data:
         raise Seq2SeqError("evaluate needs --data FILE (a TSV: source<TAB>ref1[<TAB>ref2...])")
-    model = Seq2Seq.load(args.run, args.checkpoint)
+    model = _text_model(args)
     results = model.evaluate(args.data, **_decoding_overrides(args))
     print(json.dumps(results, indent=1) if args.json else format_table(results))
 
 
 def _cmd_predict(args) -> None:
-    from seq2seq.api import Seq2Seq
     from seq2seq.checkpoint import atomic_write_text
-    from seq2seq.forecast.cli import is_forecast_run, predict_command
+    from seq2seq.forecast.cli import predict_command
 
-    if is_forecast_run(args.run):
+    if _forecast_run(args):
         predict_command(args)
         return
     given = [f"--{k}" for k in ("data", "horizon", "out", "plot") if getattr(args, k)] + \
         (["--holdout"] if args.holdout else [])
     if given:
-        raise Seq2SeqError(f"{', '.join(given)}: options of forecast runs; {args.run} is a text run "
+        raise Seq2SeqError(f"{', '.join(given)}: options of forecast runs; {args.run[0]} is a text run "
                            "(it reads sources from stdin)")
-    model = Seq2Seq.load(args.run, args.checkpoint)
+    model = _text_model(args)
     overrides = _decoding_overrides(args)
     model.decode_options(**overrides)              # report a bad option before reading stdin
     try:

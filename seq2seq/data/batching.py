@@ -34,6 +34,8 @@ class Batch:
         src_ext: (batch, src_len) the source in the target vocabulary extended by
             each sentence's unknown source words (copy attention), or None.
         tgt_out_ext: (batch, tgt_len) targets in that extended vocabulary, or None.
+        members: for an ensemble, each member's batch of the same sentences (its own
+            source tokenization; :mod:`seq2seq.models.ensemble`), else None.
     """
 
     src: Tensor
@@ -45,6 +47,7 @@ class Batch:
     indices: Tensor
     src_ext: Optional[Tensor] = None
     tgt_out_ext: Optional[Tensor] = None
+    members: Optional[tuple["Batch", ...]] = None
 
     @property
     def num_tgt_tokens(self) -> int:
@@ -54,7 +57,9 @@ class Batch:
     def to(self, device: torch.device) -> "Batch":
         """Move every tensor to ``device``."""
         move = lambda t: t.to(device, non_blocking=True) if t is not None else None  # noqa: E731
-        return Batch(*(move(getattr(self, f)) for f in self.__dataclass_fields__))
+        tensors = [move(getattr(self, f)) for f in self.__dataclass_fields__ if f != "members"]
+        members = tuple(b.to(device) for b in self.members) if self.members is not None else None
+        return Batch(*tensors, members=members)
 
 
 def _pad_rows(seqs: Sequence[list[int]], prefix: list[int], suffix: list[int], pad: int) -> Tensor:

@@ -142,8 +142,11 @@ def filter_logits(logits: Tensor, top_k: int, top_p: float) -> Tensor:
 
 def start_state(model, batch: Batch):
     """The decoder's start state for a batch: ``model.encode(src, lengths, mask)``, plus
-    the source in the extended vocabulary when the batch carries one (copy attention)."""
-    src_ext = getattr(batch, "src_ext", None)
-    if src_ext is not None:
-        return model.encode(batch.src, batch.src_lengths, batch.src_mask, src_ext)[1]
-    return model.encode(batch.src, batch.src_lengths, batch.src_mask)[1]
+    the source in the extended vocabulary when the batch carries one (copy attention),
+    or each member's own batch (an ensemble, :mod:`seq2seq.models.ensemble`)."""
+    extra = {}
+    if getattr(batch, "src_ext", None) is not None:
+        extra["src_ext"] = batch.src_ext
+    if getattr(batch, "members", None) is not None:
+        extra["members"] = batch.members
+    return model.encode(batch.src, batch.src_lengths, batch.src_mask, **extra)[1]
