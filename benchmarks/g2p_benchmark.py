@@ -9,8 +9,15 @@ wrong unless it equals one of its references; PER = edit distance to the closest
 reference over its length) next to the published table of that folder's README.
 With ``--evaluate-only`` an existing run directory is scored without training.
 
+``--ensemble N`` trains N runs that differ only in their seed (``RUN``, ``RUN_seed2``,
+...; one at a time, each with the full budget) and also scores them decoded as one
+ensemble (:mod:`seq2seq.models.ensemble`); ``--average K`` keeps each run's last K
+validation checkpoints and also scores their average (``seq2seq average``), alone and
+as an ensemble.
+
     python benchmarks/g2p_benchmark.py [--minutes 48] [--set KEY=VALUE ...] [--run runs/bench_g2p]
-    python benchmarks/g2p_benchmark.py --evaluate-only --run runs/bench_g2p
+        [--config configs/g2p_g014b2b_large.yaml] [--ensemble N] [--average K]
+    python benchmarks/g2p_benchmark.py --evaluate-only --run runs/bench_g2p [--ensemble N] [--average K]
 """
 
 from __future__ import annotations
@@ -60,50 +67,80 @@ def prepare(workdir: Path, n_valid: int = 2670, seed: int = 1234) -> dict[str, P
     return paths
 
 
+def run_dirs(run: str, n: int) -> list[str]:
+    """The runs of an ensemble of ``n``: ``run``, ``run_seed2``, ..."""
+    return [run] + [f"{run}_seed{k + 1}" for k in range(1, n)]
+
+
 def main(argv=None) -> None:
+    from seq2seq.checkpoint import average_checkpoints
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--minutes", type=float, default=48.0, help="training wall-clock budget")
+    p.add_argument("--minutes", type=float, default=48.0, help="training wall-clock budget (per run)")
     p.add_argument("--run", default="runs/bench_g2p")
     p.add_argument("--config", default=str(ROOT / "configs" / "g2p_cmudict.yaml"))
     p.add_argument("--set", nargs="*", action="extend", default=[], dest="overrides")
     p.add_argument("--beam", type=int, default=5, help="beam size of the second decoding")
-    p.add_argument("--evaluate-only", action="store_true", help="score the existing run directory --run")
+    p.add_argument("--ensemble", type=int, default=1, metavar="N", help="train N runs (seeds differ) and score "
+                                                                         "them as an ensemble too")
+    p.add_argument("--average", type=int, default=0, metavar="K", help="keep each run's last K validation "
+                                                                        "checkpoints and score their average too")
+    p.add_argument("--evaluate-only", action="store_true", help="score the existing run directories")
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "g2p_benchmark.json"))
     args = p.parse_args(argv)
     if not DATA.exists():
         sys.exit(f"benchmark data not found at {DATA}")
     test = DATA / "g014b2b.ref"
+    runs = run_dirs(args.run, args.ensemble)
     previous = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
     if args.evaluate_only:
-        train_minutes = previous.get("train_minutes")
+        train_minutes = previous.get("train_minutes_per_run", previous.get("train_minutes"))
         overrides = previous.get("overrides", [])
     else:
         paths = prepare(Path(args.run + "_data"))
         overrides = [f"data.train={paths['train']}", f"data.valid={paths['valid']}", f"data.test={test}",
                      f"training.max_minutes={args.minutes}", "training.max_steps=null", "training.max_epochs=null",
                      # a 48-minute budget affords a slower LR decay than the 10-minute quick-start
-                     "training.validate_every=1000", "training.plateau_patience=3", *args.overrides]
-        config = load_config(args.config, overrides)
+                     "training.validate_every=1000", "training.plateau_patience=3",
+                     *([f"training.keep_checkpoints={args.average}"] if args.average else []), *args.overrides]
+        seed = load_config(args.config, overrides).seed
         start = time.time()
-        train(config, args.run, overwrite=True)
-        train_minutes = round((time.time() - start) / 60, 1)
-    model = Seq2Seq.load(args.run)
-    decodings = {}
-    for name, opts in [("greedy", {"beam": 1}), (f"beam{args.beam}", {"beam": args.beam})]:
-        t0 = time.time()
-        results = model.evaluate(test, **opts)
-        decodings[name] = {"wer": results["wer"], "per": results["per"], "accuracy": results["accuracy"],
-                           "decode_seconds": round(time.time() - t0, 1)}
-    out = {"decodings": decodings, "test_words": results["sentences"], "train_minutes": train_minutes,
-           "params": num_parameters(model.model), "run": str(args.run), "config": args.config,
-           "overrides": overrides}
+        for k, run in enumerate(runs):
+            train(load_config(args.config, [*overrides, f"seed={seed + k}"]), run, overwrite=True)
+        train_minutes = round((time.time() - start) / 60 / len(runs), 1)
+    if args.average:
+        for run in runs:
+            folder = Path(run) / "checkpoints"
+            stems = [folder / stem for stem in sorted({f.stem for f in folder.glob("step_*.safetensors")})]
+            average_checkpoints(stems[-args.average:], folder / "averaged")
+    systems = [("single model", runs[:1], "best")]
+    if args.average:
+        systems.append((f"single model, last {args.average} checkpoints averaged", runs[:1], "averaged"))
+    if len(runs) > 1:
+        systems.append((f"ensemble of {len(runs)} seeds", runs, "best"))
+        if args.average:
+            systems.append((f"ensemble of {len(runs)} seeds, each averaged", runs, "averaged"))
+    scores: dict = {}
+    for system, members, checkpoint in systems:
+        model = Seq2Seq.load(members[0] if len(members) == 1 else members, checkpoint)
+        for name, opts in [("greedy", {"beam": 1}), (f"beam{args.beam}", {"beam": args.beam})]:
+            t0 = time.time()
+            results = model.evaluate(test, **opts)
+            scores.setdefault(system, {})[name] = {"wer": results["wer"], "per": results["per"],
+                                                   "accuracy": results["accuracy"],
+                                                   "decode_seconds": round(time.time() - t0, 1)}
+            print(f"[{system}, {name}] {scores[system][name]}", file=sys.stderr)
+    single = Seq2Seq.load(runs[0])
+    out = {"systems": scores, "test_words": results["sentences"], "train_minutes_per_run": train_minutes,
+           "params": num_parameters(single.model), "runs": runs, "config": args.config, "overrides": overrides}
     print(f"\nG2P, CMUdict g014b2b test ({results['sentences']} words)")
-    print(f"{'system':64s} {'PER %':>6s} {'WER %':>6s}")
+    print(f"{'system':72s} {'PER %':>6s} {'WER %':>6s}")
     for name, per, wer in PUBLISHED:
-        print(f"{name:64s} {per if per is not None else '-':>6} {wer:>6}")
-    for name, r in decodings.items():
-        label = f"seq2seq ({train_minutes} min training on this machine, {name})"
-        print(f"{label:64s} {r['per']:6.2f} {r['wer']:6.2f}")
+        print(f"{name:72s} {per if per is not None else '-':>6} {wer:>6}")
+    for system, decodings in scores.items():
+        for name, r in decodings.items():
+            label = f"seq2seq, {system}, {name} ({train_minutes} min per run)"
+            print(f"{label:72s} {r['per']:6.2f} {r['wer']:6.2f}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(args.json), json.dumps(out, indent=1) + "\n")
 
