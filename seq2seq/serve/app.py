@@ -209,7 +209,7 @@ def create_app(models: list[ServedModel], limits: Optional[Limits] = None, api_k
 
     @app.post("/v1/models/{name}/predict", dependencies=[Depends(require_key)],
               summary="decode each input (text runs); every decoding option of `seq2seq predict`")
-    async def predict(name: str, request: PredictRequest) -> dict:
+    async def predict(name: str, request: PredictRequest) -> JSONResponse:
         model = model_named(name, "text")
         assert isinstance(model, TextModel)
         if len(request.inputs) > limits.max_inputs:
@@ -222,9 +222,10 @@ def create_app(models: list[ServedModel], limits: Optional[Limits] = None, api_k
         options = _bounded(model, given, limits)
         results = await answer(model, Job(options, request.inputs, mergeable=options.strategy != "sample"))
         scores, attention = request.return_scores, bool(request.return_attention)
-        return {"model": name,
-                "results": [{"input": text, "hypotheses": [prediction_json(p, scores, attention) for p in preds]}
-                            for text, preds in zip(request.inputs, results)]}
+        return JSONResponse({"model": name,          # plain JSON already: no response-model encoding pass
+                             "results": [{"input": text, "hypotheses": [prediction_json(p, scores, attention)
+                                                                        for p in preds]}
+                                         for text, preds in zip(request.inputs, results)]})
 
     @app.post("/v1/models/{name}/forecast", dependencies=[Depends(require_key)],
               summary="forecast after the end of each series (forecast runs): JSON columns or a CSV body",
