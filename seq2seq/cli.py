@@ -300,6 +300,8 @@ def _cmd_predict(args) -> None:
     if given:
         raise Seq2SeqError(f"{', '.join(given)}: options of forecast runs; {args.run[0]} is a text run "
                            "(it reads sources from stdin)")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise Seq2SeqError(f"--batch-size must be >= 1, not {args.batch_size}")
     model = _text_model(args)
     overrides = _decoding_overrides(args)
     model.decode_options(**overrides)              # report a bad option before reading stdin
