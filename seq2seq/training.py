@@ -332,7 +332,12 @@ class Trainer:
         return rec
 
     def fit(self) -> TrainState:
-        """Train until a limit or early stopping; returns the final counters."""
+        """Train until a limit or early stopping; returns the final counters.
+
+        Raises:
+            Seq2SeqError: a NaN or infinite loss (nothing is saved after it), or a
+                checkpoint that cannot be written (full disk, no permission).
+        """
         from tqdm import tqdm
 
         t, st = self.config.training, self.state
@@ -455,10 +460,12 @@ def _setup_torch(config) -> torch.device:
 
 
 def train(config, run_dir: str | Path, overwrite: bool = False) -> Path:
-    """Train a new run of any task described by ``config`` into ``run_dir``.
+    """Train a new run of any task described by ``config`` into ``run_dir``, holding
+    the run's writer lock (:mod:`seq2seq.run_lock`) from start to end.
 
     Raises:
-        Seq2SeqError: bad data, an existing run directory, incompatible model sizes.
+        Seq2SeqError: bad data, an existing run directory, incompatible model sizes,
+            another process writing ``run_dir``, a diverged loss, a failed write.
     """
     run_dir = Path(run_dir)
     torch.manual_seed(config.seed)

@@ -29,6 +29,7 @@ from seq2seq.forecast.series import read_series_csv
 from seq2seq.search import DecodeOptions, beam_search, greedy_search
 
 from conftest import BASE
+from test_search import FakeState          # step counter + each row's sentence id; reorder follows the beam
 
 HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 FAST = settings(max_examples=100, deadline=None, database=None, suppress_health_check=HEALTH)
@@ -230,16 +231,6 @@ def test_forecast_csv_gives_series_or_a_seq2seq_error(tmp_path, data, id_column,
 V, EOS, BOS = 6, 3, 2
 
 
-class RandomState:
-    """Step counter + each row's sentence id; ``reorder`` follows the beam."""
-
-    def __init__(self, t: int, rows: torch.Tensor):
-        self.t, self.rows = t, rows
-
-    def reorder(self, index, beam=None):
-        return RandomState(self.t, self.rows[index])
-
-
 class RandomDecoder:
     """log p(y_t | y_{t-1}, sentence) from a random table (sentences, steps, V, V)."""
 
@@ -249,11 +240,11 @@ class RandomDecoder:
         self.decoder = self
 
     def encode(self, src, src_lengths, src_mask):
-        return None, RandomState(0, src[:, 0].clone())
+        return None, FakeState(0, src[:, 0].clone())
 
     def step(self, prev, state):
         t = min(state.t, self.table.size(1) - 1)
-        return self.table[state.rows, t, prev].float(), RandomState(state.t + 1, state.rows), None
+        return self.table[state.rows, t, prev].float(), FakeState(state.t + 1, state.rows), None
 
 
 def sentences_batch(ids: list[int], src_len: int = 3):
