@@ -429,6 +429,8 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> RunLock:
         return run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
 
     def check() -> None:
+        if run_dir.exists() and not run_dir.is_dir():
+            raise Seq2SeqError(f"{run_dir}: exists and is not a directory; choose another --run")
         if existing() and not overwrite:
             raise Seq2SeqError(f"{run_dir}: run directory exists; pass --overwrite to replace it or "
                                f"--resume {run_dir} to continue it")
