@@ -120,6 +120,15 @@ CASES: list[tuple[str, str, bytes | None, int, str]] = [
     ("average-nothing", "average {w}/run", None, 2, r"no checkpoints to average"),
     ("average-last-0", "average {w}/run --last 0", None, 2, r"--last must be >= 1"),
     ("average-no-run", "average {w}/norun", None, 2, r"norun: not a run directory"),
+    # ---- the server's start-up (its requests: tests/test_serve.py, BAD and schemathesis)
+    ("serve-no-run", "serve {w}/norun", None, 2, r"norun: not a run directory"),
+    ("serve-damaged-checkpoint", "serve {w}/runs/flipped --checkpoint last", None, 2, r"checksum mismatch"),
+    ("serve-config-edited", "serve {w}/runs/hidden", None, 2, r"check model\.encoder\.hidden_size"),
+    ("serve-batch-0", "serve {w}/run --max-batch-size 0", None, 2, r"--max-batch-size must be positive"),
+    # ---- ensembles
+    ("ensemble-weights-count", "predict {w}/run {w}/run --ensemble-weights 1", b"a\n", 2,
+     r"--ensemble-weights: 1 weight\(s\) for 2 runs"),
+    ("ensemble-damaged-member", "predict {w}/run {w}/runs/garbage", b"a\n", 2, r"garbage/checkpoints/best\.safetensors: corrupt"),
     # ---- decoding options
     ("beam-0", "predict {w}/run --beam-size 0", b"a\n", 2, r"beam"),
     ("nbest-over-beam", "predict {w}/run --beam 2 --nbest 3", b"a\n", 2, r"nbest \(3\) must not exceed the beam size"),
