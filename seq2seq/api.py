@@ -81,8 +81,9 @@ class Seq2Seq:
             weights: an ensemble's member weights (default equal).
 
         Raises:
-            Seq2SeqError: not a run directory, a missing/corrupt checkpoint, or runs
-                that cannot form an ensemble.
+            Seq2SeqError: not a run directory, a missing/corrupt checkpoint, weights
+                that do not fit the run's config or vocabularies (naming the tensor,
+                both shapes and the key to check), or runs that cannot form an ensemble.
         """
         if not isinstance(run_dir, (str, Path)):
             return cls.ensemble([cls.load(r, checkpoint, device) for r in run_dir], weights)

@@ -10,7 +10,8 @@
     seq2seq evaluate RUN --data FILE [--json] [--checkpoint best|last|averaged] [decoding options]
     seq2seq average RUN [--last N]
     seq2seq sample RUN --num N [--sample --temperature T --seed S]    (variational runs)
-    seq2seq predict RUN [--beam 5 --nbest 3 --scores] [--attention FILE] [--replace-unk] < sources.txt > outputs.txt
+    seq2seq predict RUN [--beam 5 --nbest 3 --scores] [--attention FILE] [--replace-unk] [--on-bad-line error|skip]
+        < sources.txt > outputs.txt
     seq2seq predict RUN1 RUN2 ... [--ensemble-weights W1 W2 ...]    (ensemble; evaluate too)
     seq2seq chat RUN [--beam 5] [--replace-unk] [--prompt '> ']   (interactive: one line in, one output out)
     seq2seq plot-attention FILE --index I [--rank R] --out PNG
@@ -67,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=None)
     pr.add_argument("--scores", action="store_true", help="append each hypothesis's score (TAB-separated)")
     pr.add_argument("--attention", metavar="FILE", help="write every hypothesis's attention to FILE as JSON")
+    pr.add_argument("--on-bad-line", choices=["error", "skip"], default="error",
+                    help="a line of invalid UTF-8: stop before decoding anything (error, default) or answer it "
+                         "with an empty line and a warning (skip)")
     f = pr.add_argument_group("forecast runs")
     f.add_argument("--data", help="CSV of past values (forecast runs read it instead of stdin)")
     f.add_argument("--horizon", type=int, help="steps to forecast (default data.horizon)")
@@ -230,16 +234,16 @@ def _cmd_sample(args) -> None:
 
 def _cmd_average(args) -> None:
     from seq2seq.checkpoint import average_checkpoints
+    from seq2seq.run_lock import RunLock
 
     folder = Path(args.run) / "checkpoints"
     if not folder.is_dir():
         raise Seq2SeqError(f"{args.run}: not a run directory (no checkpoints/)")
-    stems = [folder / stem for stem in sorted({f.stem for f in folder.glob("step_*.safetensors")})]
-    if args.last is not None:
-        if args.last < 1:
-            raise Seq2SeqError("--last must be >= 1")
-        stems = stems[-args.last:]
-    names = average_checkpoints(stems, folder / "averaged")
+    if args.last is not None and args.last < 1:
+        raise Seq2SeqError("--last must be >= 1")
+    with RunLock(args.run):                    # a writer of the run: not while training writes it
+        stems = [folder / stem for stem in sorted({f.stem for f in folder.glob("step_*.safetensors")})]
+        names = average_checkpoints(stems[-args.last:] if args.last else stems, folder / "averaged")
     print(f"averaged {len(names)} checkpoints ({', '.join(names)}) into {folder / 'averaged'}; "
           f"use --checkpoint averaged", file=sys.stderr)
 
@@ -285,6 +289,7 @@ def _cmd_evaluate(args) -> None:
 
 def _cmd_predict(args) -> None:
     from seq2seq.checkpoint import atomic_write_text
+    from seq2seq.data.tsv import decode_lines
     from seq2seq.forecast.cli import predict_command
 
     if _forecast_run(args):
@@ -295,13 +300,15 @@ def _cmd_predict(args) -> None:
     if given:
         raise Seq2SeqError(f"{', '.join(given)}: options of forecast runs; {args.run[0]} is a text run "
                            "(it reads sources from stdin)")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise Seq2SeqError(f"--batch-size must be >= 1, not {args.batch_size}")
     model = _text_model(args)
     overrides = _decoding_overrides(args)
     model.decode_options(**overrides)              # report a bad option before reading stdin
-    try:
-        lines = sys.stdin.buffer.read().decode("utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise Seq2SeqError(f"<stdin>: invalid UTF-8 at byte {e.start}") from None
+    lines, skipped = decode_lines(sys.stdin.buffer.read(), "<stdin>", args.on_bad_line)
+    if skipped:
+        warnings.warn(f"<stdin>: {len(skipped)} line(s) of invalid UTF-8 answered with empty lines "
+                      f"(--on-bad-line skip), the first is line {skipped[0]}")
     nbest = model.predict(lines, batch_size=args.batch_size, with_scores=True,
                           return_attention=bool(args.attention), **overrides)
     several = max(len(p) for p in nbest) > 1 if nbest else False
@@ -341,6 +348,9 @@ def _cmd_chat(args) -> None:
         except EOFError:
             print()
             return
+        except UnicodeDecodeError as e:
+            warnings.warn(f"<stdin>: invalid UTF-8 at byte {e.start} of the line; line ignored")
+            continue
         if line.strip() == "/quit":
             return
         if line.strip():

@@ -12,6 +12,7 @@ A run directory holds everything about one run::
     RUN/training.json        how the run ended (steps, seconds, why, best score)
     RUN/checkpoints/best.*   best weights by the early-stopping metric
     RUN/checkpoints/last.*   weights + optimizer + scheduler + RNG + data position
+    RUN/.lock                held by the one process writing the run (:mod:`seq2seq.run_lock`)
 
 The decoder reads the gold previous output (teacher forcing, Williams & Zipser
 1989; Sutskever et al. 2014) or, under ``training.teacher_forcing``'s schedule, its
@@ -35,12 +36,14 @@ from typing import Optional
 import torch
 from torch import nn
 
-from seq2seq.checkpoint import (atomic_write_text, join_optimizer_state, load_checkpoint, model_state,
-                                save_checkpoint, split_optimizer_state)
+from seq2seq.checkpoint import (atomic_write_text, join_optimizer_state, load_checkpoint, load_model_state,
+                                model_state, run_size_hints, save_checkpoint, split_optimizer_state)
 from seq2seq.config import dump_config, load_config
+from seq2seq.divergence import FiniteLossGuard
 from seq2seq.errors import Seq2SeqError
 from seq2seq.loggers import MetricsLog, build_loggers
 from seq2seq.modules import num_parameters
+from seq2seq.run_lock import LOCK_NAME, RunLock
 from seq2seq.scheduled_sampling import teacher_forcing_probability
 from seq2seq.tasks import build_task, resolve_device
 
@@ -147,6 +150,7 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self._signatures_shown: set[str] = set()
         self._bar = None
+        self.guard = FiniteLossGuard()            # NaN / inf losses stop training before a log or a save
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, name: str) -> None:
@@ -169,7 +173,8 @@ class Trainer:
         """Load ``last``: weights, optimizer, scheduler, counters, RNG, data position;
         drop the log rows written after it."""
         tensors, meta = load_checkpoint(self.ckpt_dir / "last")
-        self.model.load_state_dict(model_state(tensors))
+        load_model_state(self.model, model_state(tensors), self.ckpt_dir / "last.safetensors",
+                         run_size_hints(self.run_dir))
         opt = join_optimizer_state({k: v for k, v in tensors.items() if k.startswith("optimizer.")}, meta["optimizer"])
         self.optimizer.load_state_dict(opt)
         if self.scheduler is not None and meta.get("scheduler"):
@@ -198,7 +203,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
-        """Validate, update best/early stopping/scheduler, save checkpoints, plots and logs."""
+        """Validate, update best/early stopping/scheduler, save checkpoints, plots and logs.
+
+        Raises:
+            Seq2SeqError: a loss since the last check was NaN or infinite (nothing is saved).
+        """
+        self.guard.check()
         results = self.task.validate(self.model, self.device)
         if results is None:
             self.model.train()
@@ -322,7 +332,12 @@ class Trainer:
         return rec
 
     def fit(self) -> TrainState:
-        """Train until a limit or early stopping; returns the final counters."""
+        """Train until a limit or early stopping; returns the final counters.
+
+        Raises:
+            Seq2SeqError: a NaN or infinite loss (nothing is saved after it), or a
+                checkpoint that cannot be written (full disk, no permission).
+        """
         from tqdm import tqdm
 
         t, st = self.config.training, self.state
@@ -343,6 +358,7 @@ class Trainer:
                     eps = self.teacher_forcing()
                     loss_sum, count = self.train_step([self.task.batch(idx) for idx in group])
                     st.step += 1
+                    self.guard.add(st.step, loss_sum, count)
                     st.batch_in_epoch += len(group)
                     now = time.perf_counter()
                     st.elapsed_s += now - last_tick
@@ -351,6 +367,7 @@ class Trainer:
                     window_loss += loss_sum
                     window_steps += 1
                     if st.step % t.log_every == 0:
+                        self.guard.check()
                         dt = now - window_start
                         rec = self._train_record(eps, window_loss, window_count, dt)
                         self.log(rec)
@@ -396,21 +413,46 @@ class Trainer:
 # ---------------------------------------------------------------------- entry points
 
 
-def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Create ``run_dir``; refuse to reuse a non-empty one unless ``overwrite``.
+def prepare_run_dir(run_dir: Path, overwrite: bool) -> RunLock:
+    """Create ``run_dir`` and take its writer's lock; refuse to reuse a non-empty one
+    unless ``overwrite`` (checked again under the lock, so two new runs into one
+    folder cannot both start).
+
+    Returns:
+        The held :class:`~seq2seq.run_lock.RunLock`; the caller releases it.
 
     Raises:
-        Seq2SeqError: the directory exists and is not empty.
+        Seq2SeqError: the directory exists and is not empty, is not a run directory
+            (with ``overwrite``), cannot be written, or another process writes it.
     """
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
+    def existing() -> bool:
+        return run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
+
+    def check() -> None:
+        if run_dir.exists() and not run_dir.is_dir():
+            raise Seq2SeqError(f"{run_dir}: exists and is not a directory; choose another --run")
+        if existing() and not overwrite:
             raise Seq2SeqError(f"{run_dir}: run directory exists; pass --overwrite to replace it or "
                                f"--resume {run_dir} to continue it")
-        if not (run_dir / "config.yaml").exists():
+        if existing() and not (run_dir / "config.yaml").exists():
             raise Seq2SeqError(f"{run_dir}: not a run directory (no config.yaml); refusing to delete it "
                                "even with --overwrite")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+    check()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise Seq2SeqError(f"{run_dir}: cannot create the run directory ({e.strerror or e})") from None
+    lock = RunLock(run_dir).acquire()
+    try:
+        check()
+        for p in run_dir.iterdir():
+            if p.name != LOCK_NAME:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _setup_torch(config) -> torch.device:
@@ -420,22 +462,24 @@ def _setup_torch(config) -> torch.device:
 
 
 def train(config, run_dir: str | Path, overwrite: bool = False) -> Path:
-    """Train a new run of any task described by ``config`` into ``run_dir``.
+    """Train a new run of any task described by ``config`` into ``run_dir``, holding
+    the run's writer lock (:mod:`seq2seq.run_lock`) from start to end.
 
     Raises:
-        Seq2SeqError: bad data, an existing run directory, incompatible model sizes.
+        Seq2SeqError: bad data, an existing run directory, incompatible model sizes,
+            another process writing ``run_dir``, a diverged loss, a failed write.
     """
     run_dir = Path(run_dir)
     torch.manual_seed(config.seed)
     task = build_task(config)
     device = _setup_torch(config)
     model = task.build_model().to(device)
-    prepare_run_dir(run_dir, overwrite)
-    dump_config(config, run_dir / "config.yaml")
-    task.save(run_dir)
-    print(f"[data] {task.summary()}", file=sys.stderr)
-    print(f"[model] {num_parameters(model):,} parameters on {device}", file=sys.stderr)
-    Trainer(task, model, run_dir, device).fit()
+    with prepare_run_dir(run_dir, overwrite):
+        dump_config(config, run_dir / "config.yaml")
+        task.save(run_dir)
+        print(f"[data] {task.summary()}", file=sys.stderr)
+        print(f"[model] {num_parameters(model):,} parameters on {device}", file=sys.stderr)
+        Trainer(task, model, run_dir, device).fit()
     return run_dir
 
 
@@ -449,24 +493,29 @@ def resume(run_dir: str | Path, overrides: Optional[list[str]] = None) -> Path:
     continues as if it had not stopped.  ``overrides`` may change ``training.*``,
     ``decoding.*`` and ``evaluation.*`` (e.g. raise ``training.max_steps``).
 
+    Holds the run's writer lock (:mod:`seq2seq.run_lock`) from start to end.
+
     Raises:
-        Seq2SeqError: not a run directory, a missing checkpoint, or an override of
-            the model or data.
+        Seq2SeqError: not a run directory, a missing checkpoint, an override of
+            the model or data, or another process writing the run.
     """
     run_dir = Path(run_dir)
     for item in overrides or []:
         if not item.startswith(RESUMABLE_SECTIONS):
             raise Seq2SeqError(f"--set {item}: a resumed run can only change "
                                f"{', '.join(s + '*' for s in RESUMABLE_SECTIONS)}")
-    config = load_config(run_dir / "config.yaml", overrides)
-    task = build_task(config, run_dir)
-    device = _setup_torch(config)
-    model = task.build_model().to(device)
-    dump_config(config, run_dir / "config.yaml")
-    trainer = Trainer(task, model, run_dir, device)
-    trainer.restore()
-    print(f"[resume] {run_dir} from step {trainer.state.step}", file=sys.stderr)
-    trainer.fit()
+    if not (run_dir / "config.yaml").is_file():
+        raise Seq2SeqError(f"{run_dir}: not a run directory (no config.yaml)")
+    with RunLock(run_dir):                                # one writer per run directory
+        config = load_config(run_dir / "config.yaml", overrides)
+        task = build_task(config, run_dir)
+        device = _setup_torch(config)
+        model = task.build_model().to(device)
+        trainer = Trainer(task, model, run_dir, device)
+        trainer.restore()
+        dump_config(config, run_dir / "config.yaml")
+        print(f"[resume] {run_dir} from step {trainer.state.step}", file=sys.stderr)
+        trainer.fit()
     return run_dir
 
 

@@ -39,6 +39,8 @@ def config_from_dict(raw: Any, source: str = "config", text: str = "", overrides
             config of another task than ``schema``'s.
     """
     task = raw.get("task", "text") if isinstance(raw, dict) else "text"
+    if not isinstance(task, str):
+        raise Seq2SeqError(f"{source}: 'task' must be one of {', '.join(SCHEMAS)} (got {task!r})")
     if schema is None:
         if task not in SCHEMAS:
             raise Seq2SeqError(f"{source}: unknown task {task!r}; valid: {', '.join(SCHEMAS)}")

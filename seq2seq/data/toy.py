@@ -33,7 +33,10 @@ def write_toy_task(task: str, out: str | Path, train: int = 3000, valid: int = 2
     """Write ``train.tsv``, ``valid.tsv``, ``test.tsv`` of a toy task under ``out``.
 
     Raises:
-        Seq2SeqError: unknown task or existing files without ``overwrite``.
+        Seq2SeqError: unknown task, existing files without ``overwrite``, or an empty
+            training split.
     """
+    if train < 1 or valid < 0 or test < 0:
+        raise Seq2SeqError(f"--train must be >= 1 (got {train}); valid and test sizes >= 0")
     sizes = (("train", train, seed), ("valid", valid, seed + 1), ("test", test, seed + 2))
     write_splits(out, {name: [f"{s_}\t{t}" for s_, t in toy_pairs(task, n, s)] for name, n, s in sizes}, overwrite)

@@ -78,6 +78,48 @@ def read_tsv(path: str | Path, multi_reference: bool = False, autoencoder: bool 
     return examples
 
 
+BAD_LINE_POLICIES = ("error", "skip")
+
+
+def decode_lines(data: bytes, where: str = "<stdin>", on_bad_line: str = "error") -> tuple[list[str], list[int]]:
+    """Split input bytes into UTF-8 text lines, one source each (``predict``'s stdin).
+
+    Lines end at ``\\n`` only (a trailing ``\\r`` is dropped), so line n of the input
+    is always output line n; a final newline does not start another line.
+
+    Args:
+        data: the raw input.
+        where: its name for messages (``<stdin>`` or a file).
+        on_bad_line: ``error``: a line that is not valid UTF-8 stops everything,
+            naming it; ``skip``: such a line becomes the empty source ``""``, whose
+            answer is an empty output line.
+
+    Returns:
+        lines: the text of every line.
+        skipped: 1-based numbers of the lines replaced by ``""`` (``skip``).
+
+    Raises:
+        Seq2SeqError: ``where:N: invalid UTF-8 at byte B of the line`` (``error``), or
+            an unknown policy.
+    """
+    if on_bad_line not in BAD_LINE_POLICIES:
+        raise Seq2SeqError(f"--on-bad-line must be one of {', '.join(BAD_LINE_POLICIES)}, not {on_bad_line!r}")
+    pieces = data.split(b"\n")
+    if pieces and pieces[-1] == b"":
+        pieces.pop()
+    lines, skipped = [], []
+    for n, piece in enumerate(pieces, start=1):
+        try:
+            lines.append(piece.decode("utf-8").removesuffix("\r"))
+        except UnicodeDecodeError as e:
+            if on_bad_line == "error":
+                raise Seq2SeqError(f"{where}:{n}: invalid UTF-8 at byte {e.start} of the line; nothing was "
+                                   "decoded (pass --on-bad-line skip to answer such lines with empty ones)") from None
+            lines.append("")
+            skipped.append(n)
+    return lines, skipped
+
+
 def refuse_existing(paths: list[Path], overwrite: bool) -> None:
     """Nothing is overwritten silently: raise unless none of ``paths`` exists or ``overwrite``.
 

@@ -96,9 +96,12 @@ def sine_csv(out: str | Path, series: int = 20, length: int = 400, seed: int = 1
     """Write :func:`sine_frame` as CSV; returns the number of rows.
 
     Raises:
-        Seq2SeqError: an existing file without ``overwrite``.
+        Seq2SeqError: an existing file without ``overwrite``, or fewer than 1 series
+            or 2 steps.
     """
     out = Path(out)
+    if series < 1 or length < 2:
+        raise Seq2SeqError(f"--series must be >= 1 and --length >= 2 (got {series} series of {length} steps)")
     if out.exists() and not overwrite:
         raise Seq2SeqError(f"{out}: exists; pass --overwrite to replace it")
     frame = sine_frame(series, length, seed, noise)

@@ -62,6 +62,8 @@ def predict_command(args) -> None:
 
     if not args.data:
         raise Seq2SeqError("predict on a forecast run needs --data HISTORY.csv")
+    if args.horizon is not None and args.horizon < 1:
+        raise Seq2SeqError(f"--horizon must be >= 1, not {args.horizon}")
     model = Forecaster.load(args.run, args.checkpoint)
     d = model.config.data
     horizon = args.horizon or d.horizon
