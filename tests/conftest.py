@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,14 @@ BASE = {
                  "log_every": 1000, "early_stopping_metric": "accuracy", "progress_bar": False},
     "decoding": {"max_len_a": 1.0, "max_len_b": 3},
 }
+
+
+def run_cli(*args, cwd, stdin=None, timeout=300) -> subprocess.CompletedProcess:
+    """``python -m seq2seq ARGS`` in ``cwd`` on one thread (as the in-process tests run, so
+    outputs compare exactly), killed after ``timeout`` seconds."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], cwd=cwd, input=stdin, env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def make_config(data_dir: Path, **overrides):

@@ -1,18 +1,13 @@
 """The ``seq2seq`` command end to end on tiny data, and its errors."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import run_cli as cli
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(*args, cwd, stdin=None):
-    return subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], cwd=cwd, input=stdin,
-                          capture_output=True, text=True, timeout=300)
 
 
 def write_config(tmp_path, data_dir, extra=""):

@@ -31,21 +31,21 @@ RESUME = {"training.validate_every": 6, "training.log_every": 4, "training.batch
           "model.decoder.dropout": 0.3, "model.encoder.dropout": 0.3}
 
 
-@pytest.mark.parametrize("stop", [{"training.max_steps": 13},                          # off the validation grid
+@pytest.mark.parametrize("stop", [{"training.max_steps": 7},                           # off the validation grid
                                   {"training.max_minutes": 1e-9}])                    # after the first update
 def test_resume_after_an_off_grid_stop_is_exact(tiny_data, tmp_path, stop):
     """A run stopped between validations (by max_minutes or an off-grid max_steps) and
     resumed ends bit-identical to an uninterrupted run: weights, optimizer, scheduler,
     counters, and every logged row (the extra 'final' validation at the stop aside)."""
     straight, split = tmp_path / "straight", tmp_path / "split"
-    train(make_config(tiny_data, **{**RESUME, "training.max_steps": 30}), straight)
-    train(make_config(tiny_data, **{**RESUME, "training.max_steps": 30, **stop}), split)
+    train(make_config(tiny_data, **{**RESUME, "training.max_steps": 18}), straight)
+    train(make_config(tiny_data, **{**RESUME, "training.max_steps": 18, **stop}), split)
     stopped_at = json.loads((split / "training.json").read_text())["steps"]
-    assert 0 < stopped_at < 30 and stopped_at % 6
+    assert 0 < stopped_at < 18 and stopped_at % 6
     final = rows(split, "valid")[-1]
     assert final["step"] == stopped_at and final["final"] is True       # the stop's own validation
     torch.manual_seed(99)                                                # resume must not read the caller's RNG
-    resume(split, ["training.max_minutes=null", "training.max_steps=30"])
+    resume(split, ["training.max_minutes=null", "training.max_steps=18"])
     a, meta_a = load_checkpoint(straight / "checkpoints" / "last")
     b, meta_b = load_checkpoint(split / "checkpoints" / "last")
     assert a.keys() == b.keys()
