@@ -134,3 +134,19 @@ def test_overwrite_replaces_a_run(tiny_data, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err and (run / "marker").exists()
     assert main(["train", str(cfg), "--run", str(run), "--overwrite"]) == 0
     assert not (run / "marker").exists() and (run / "checkpoints" / "last.safetensors").exists()
+
+
+def test_evaluate_scores_every_reference_of_a_multi_reference_file(copy_model, tmp_path):
+    """source<TAB>ref1<TAB>ref2...: BLEU over all of each line's references (sacrebleu,
+    shorter lists padded by repeating their first reference)."""
+    import sacrebleu
+
+    sources = SOURCES[1:5]
+    hyps = copy_model.predict(sources)
+    refs = [["b c"], ["d e f", "f e d", "d e"], ["g h i", "g h i j k"], ["a c e g b", "a"]]
+    (tmp_path / "m.tsv").write_text("".join(f"{s}\t" + "\t".join(r) + "\n" for s, r in zip(sources, refs)))
+    res = copy_model.evaluate(tmp_path / "m.tsv", metrics=["bleu", "wer"])
+    full = [[rs[k] if k < len(rs) else rs[0] for rs in refs] for k in range(3)]
+    assert res["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, full).score)
+    wrong = sum(h not in rs for h, rs in zip(hyps, refs))               # WER: right if any reference matches
+    assert res["wer"] == pytest.approx(100 * wrong / len(sources))
