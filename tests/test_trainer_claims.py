@@ -145,18 +145,23 @@ def test_weight_decay_on_a_parameter_without_gradient(tiny_data, tmp_path, optim
     assert not torch.equal(before["decoder.output.weight"], after["decoder.output.weight"])   # it did train
 
 
-def test_label_smoothing_is_szegedys_mixture_with_the_uniform_distribution(tiny_data):
-    """loss = sum over real targets of (1 - eps) * -log p(y) + eps * mean_k -log p(k)."""
+def _criterion_on_a_batch(data, **over):
+    """The training task's teacher-forced output and criterion terms for five pairs."""
     from seq2seq.tasks import build_task
 
-    eps = 0.2
-    task = build_task(make_config(tiny_data, **{"training.label_smoothing": eps}))
+    task = build_task(make_config(data, **over))
     torch.manual_seed(0)
     model = task.build_model()
     batch = task.batch(torch.arange(5))
     with torch.no_grad():
         output = task.forward(model, batch, 1.0)
-        terms = task.criterion(output, batch, 0)
+        return task, batch, output, task.criterion(output, batch, 0)
+
+
+def test_label_smoothing_is_szegedys_mixture_with_the_uniform_distribution(tiny_data):
+    """loss = sum over real targets of (1 - eps) * -log p(y) + eps * mean_k -log p(k)."""
+    eps = 0.2
+    task, batch, output, terms = _criterion_on_a_batch(tiny_data, **{"training.label_smoothing": eps})
     logp = torch.log_softmax(output.logits.double(), -1)
     expected = 0.0
     for b in range(batch.tgt_out.size(0)):
@@ -169,18 +174,9 @@ def test_label_smoothing_is_szegedys_mixture_with_the_uniform_distribution(tiny_
 
 def test_coverage_loss_enters_the_trainers_objective(tiny_data):
     """objective = cross-entropy + w * sum_t sum_j min(a_tj, sum_{t'<t} a_t'j) (See et al. eq. 12-13)."""
-    from seq2seq.tasks import build_task
-
     w = 0.7
-    task = build_task(make_config(tiny_data, **{"model.decoder.coverage": "true",
-                                                "model.decoder.attention": "bahdanau",
-                                                "training.coverage_loss_weight": w}))
-    torch.manual_seed(0)
-    model = task.build_model()
-    batch = task.batch(torch.arange(4))
-    with torch.no_grad():
-        output = task.forward(model, batch, 1.0)
-        terms = task.criterion(output, batch, 0)
+    _, batch, output, terms = _criterion_on_a_batch(tiny_data, **{
+        "model.decoder.coverage": "true", "model.decoder.attention": "bahdanau", "training.coverage_loss_weight": w})
     a = output.attention.double()
     cov = 0.0
     for b in range(a.size(0)):
