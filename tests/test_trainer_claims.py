@@ -3,6 +3,7 @@ resume after any stop, early stopping, ReduceLROnPlateau, limits, label smoothin
 weight decay, AdamW, bf16, the coverage loss, checkpoint pruning and averaging,
 the scheduled-sampling log and plot, ``--overwrite``."""
 
+import io
 import json
 
 import pytest
@@ -224,7 +225,7 @@ def test_scheduled_sampling_is_applied_logged_and_drawn(tiny_data, tmp_path):
 
 # ---------------------------------------------------------------- checkpoints kept and averaged
 
-def test_keep_checkpoints_prunes_and_average_is_their_mean(tiny_data, tmp_path):
+def test_keep_checkpoints_prunes_and_average_is_their_mean(tiny_data, tmp_path, monkeypatch, capsys):
     from seq2seq.api import Seq2Seq
     from seq2seq.cli import main
 
@@ -239,3 +240,7 @@ def test_keep_checkpoints_prunes_and_average_is_their_mean(tiny_data, tmp_path):
     model = Seq2Seq.load(run, checkpoint="averaged")
     for k, v in model.model.state_dict().items():
         torch.testing.assert_close(v, (a[f"model.{k}"] + b[f"model.{k}"]) / 2, msg=k)
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"a b c\nd e f g\n")))
+    assert main(["predict", str(run), "--checkpoint", "averaged", "--beam", "3"]) == 0
+    assert capsys.readouterr().out.splitlines() == model.predict(["a b c", "d e f g"], beam=3)
