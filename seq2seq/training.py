@@ -244,9 +244,10 @@ class Trainer:
             self.scheduler.step(score)
         self.log({"step": st.step, "epoch": st.epoch, "split": "valid",
                   **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in results.items()},
-                  "lr": self.optimizer.param_groups[0]["lr"], "best": replaced if final else improved, **({"final": True} if final else {})})
+                  "lr": self.optimizer.param_groups[0]["lr"], "best": replaced if final else improved,
+                  **({"final": True} if final else {})})
         shown = " ".join(f"{k}={v:.4g}" for k, v in results.items() if isinstance(v, float))
-        self._print(f"[valid] step {st.step} {shown}{' *best*' if improved else ''}")
+        self._print(f"[valid] step {st.step} {shown}{' *best*' if replaced else ''}")
         for key in sorted(k for k in results if k.endswith("_signature") and k not in self._signatures_shown):
             self._print(f"[valid] sacrebleu {key.removesuffix('_signature')} signature: {results[key]}")
             self._signatures_shown.add(key)       # also in every validation row of metrics.jsonl
