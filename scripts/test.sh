@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest -q "$@"
+# -n auto: one pytest-xdist worker per core (tests that compare outputs exactly pin torch to one thread)
+exec .venv/bin/python -m pytest -q -n auto "$@"

@@ -120,6 +120,7 @@ class TrainState:
     bad_validations: int = 0
     stopped: str = ""
     extra: dict = field(default_factory=dict)
+    window: dict = field(default_factory=dict)     # the logging window's sums since the last train row
 
 
 class Trainer:
@@ -145,6 +146,8 @@ class Trainer:
         tf = t.teacher_forcing
         self.scheduled_sampling = not (tf.schedule == "constant" and tf.ratio == 1.0)
         self.stats: dict[str, list] = {}                  # name -> [sum, count] over the logging window
+        self.window = {"loss": 0.0, "count": 0, "steps": 0}  # loss summed over the logging window
+        self.best_file: tuple[Optional[float], int] = (None, 0)   # score and step of checkpoints/best
         self.metrics = MetricsLog(self.run_dir)
         self.loggers: list = []
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -153,12 +156,15 @@ class Trainer:
         self.guard = FiniteLossGuard()            # NaN / inf losses stop training before a log or a save
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, name: str) -> None:
-        """Save ``last`` (full training state) or ``best`` / ``step_*`` (weights + scores)."""
+    def save(self, name: str, score: Optional[float] = None) -> None:
+        """Save ``last`` (full training state) or ``best`` / ``step_*`` (weights + scores;
+        ``score``: the best checkpoint's own score)."""
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        meta = {"step": self.state.step, "epoch": self.state.epoch, "best_score": self.state.best_score,
-                "metric": self.metric}
+        meta = {"step": self.state.step, "epoch": self.state.epoch,
+                "best_score": self.state.best_score if score is None else score, "metric": self.metric}
         if name == "last":
+            self.state.window = {**{k: float(v) if k == "loss" else v for k, v in self.window.items()},
+                                 "stats": {k: list(v) for k, v in self.stats.items()}}
             opt_tensors, opt_rest = split_optimizer_state(self.optimizer.state_dict())
             tensors.update(opt_tensors)
             tensors["rng.torch"] = torch.get_rng_state()
@@ -181,6 +187,12 @@ class Trainer:
             self.scheduler.load_state_dict(meta["scheduler"])
         self.state = TrainState(**meta["train_state"])
         self.state.stopped = ""
+        window = dict(self.state.window) or {"loss": 0.0, "count": 0, "steps": 0}
+        self.stats = {k: list(v) for k, v in window.pop("stats", {}).items()}
+        self.window = window
+        if (self.ckpt_dir / "best.json").exists():
+            best = json.loads((self.ckpt_dir / "best.json").read_text(encoding="utf-8"))
+            self.best_file = (best.get("best_score"), best.get("step", 0))
         torch.set_rng_state(tensors["rng.torch"])
         if torch.cuda.is_available():
             states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
@@ -202,42 +214,58 @@ class Trainer:
             print(msg, file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ validation
-    def validate(self) -> None:
+    def _better(self, score: float, than: Optional[float]) -> bool:
+        return than is None or (score > than if self.higher_better else score < than)
+
+    def validate(self, final: bool = False) -> None:
         """Validate, update best/early stopping/scheduler, save checkpoints, plots and logs.
+
+        Args:
+            final: the extra validation of a run that stopped off the ``validate_every``
+                grid (a ``max_minutes``, ``max_epochs`` or off-grid ``max_steps`` stop),
+                after ``last`` was saved.  It logs its row (``"final": true``) and
+                replaces ``best`` when better, but leaves the scheduler, the patience
+                counter and the best score that drives them alone, so a resumed run
+                continues exactly as an uninterrupted one.
 
         Raises:
             Seq2SeqError: a loss since the last check was NaN or infinite (nothing is saved).
         """
         self.guard.check()
         results = self.task.validate(self.model, self.device)
-        if results is None:
-            self.model.train()
-            self.save("last")
-            return
         self.model.train()
+        if results is None:
+            if not final:
+                self.save("last")
+            return
         score = results[self.metric]
         st = self.state
-        improved = st.best_score is None or (score > st.best_score if self.higher_better else score < st.best_score)
+        improved = not final and self._better(score, st.best_score)
         if improved:
             st.best_score, st.best_step, st.bad_validations = score, st.step, 0
-            self.save("best")
-        else:
+        elif not final:
             st.bad_validations += 1
-        if self.scheduler is not None and not self.per_update_scheduler:
+        replaced = self._better(score, self.best_file[0])
+        if replaced:
+            self.best_file = (score, st.step)
+            self.save("best", score)
+        if self.scheduler is not None and not self.per_update_scheduler and not final:
             self.scheduler.step(score)
         self.log({"step": st.step, "epoch": st.epoch, "split": "valid",
                   **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in results.items()},
-                  "lr": self.optimizer.param_groups[0]["lr"], "best": improved})
+                  "lr": self.optimizer.param_groups[0]["lr"], "best": replaced if final else improved,
+                  **({"final": True} if final else {})})
         shown = " ".join(f"{k}={v:.4g}" for k, v in results.items() if isinstance(v, float))
-        self._print(f"[valid] step {st.step} {shown}{' *best*' if improved else ''}")
+        self._print(f"[valid] step {st.step} {shown}{' *best*' if replaced else ''}")
         for key in sorted(k for k in results if k.endswith("_signature") and k not in self._signatures_shown):
             self._print(f"[valid] sacrebleu {key.removesuffix('_signature')} signature: {results[key]}")
             self._signatures_shown.add(key)       # also in every validation row of metrics.jsonl
-        self._keep_step_checkpoint()
-        p = self.config.training.patience
-        if p is not None and st.bad_validations >= p:
-            st.stopped = f"early stopping: no better {self.metric} in {p} validations"
-        self.save("last")
+        if not final:
+            self._keep_step_checkpoint()
+            p = self.config.training.patience
+            if p is not None and st.bad_validations >= p:
+                st.stopped = f"early stopping: no better {self.metric} in {p} validations"
+            self.save("last")
         self.task.plot(self.metrics.records, self.run_dir)
         if any(hasattr(logger, "log_attention") for logger in self.loggers):
             example = self.task.attention_example(self.model, self.device)
@@ -346,7 +374,8 @@ class Trainer:
         use_bar = t.progress_bar and sys.stderr.isatty()
         self._bar = tqdm(total=t.max_steps, initial=st.step, unit="step", dynamic_ncols=True,
                          file=sys.stderr) if use_bar else None
-        window_count, window_loss, window_steps, window_start = 0, 0.0, 0, time.perf_counter()
+        w = self.window                      # restored on resume, so the first train row is exact
+        window_start = time.perf_counter()
         last_tick = time.perf_counter()
         validated_at = st.step
         st.stopped = st.stopped or self._limit_reached()
@@ -363,15 +392,15 @@ class Trainer:
                     now = time.perf_counter()
                     st.elapsed_s += now - last_tick
                     last_tick = now
-                    window_count += count
-                    window_loss += loss_sum
-                    window_steps += 1
+                    w["count"] += count
+                    w["loss"] += loss_sum
+                    w["steps"] += 1
                     if st.step % t.log_every == 0:
                         self.guard.check()
                         dt = now - window_start
-                        rec = self._train_record(eps, window_loss, window_count, dt)
+                        rec = self._train_record(eps, w["loss"], w["count"], dt)
                         self.log(rec)
-                        left = self._time_left(dt / window_steps, len(batches))
+                        left = self._time_left(dt / w["steps"], len(batches))
                         left_s = time.strftime("%H:%M:%S", time.gmtime(left)) if math.isfinite(left) else "?"
                         rate = rec[f"{self.task.unit}_per_s"]
                         if self._bar is not None:
@@ -379,14 +408,15 @@ class Trainer:
                         else:
                             self._print(f"[train] step {st.step} epoch {st.epoch} loss {rec['loss']:.4g} "
                                         f"{rate:,.0f} {self.task.unit}/s, {left_s} left")
-                        window_count, window_loss, window_steps, window_start = 0, 0.0, 0, time.perf_counter()
+                        w.update(loss=0.0, count=0, steps=0)
+                        window_start = time.perf_counter()
                     if self._bar is not None:
                         self._bar.update(1)
                     if st.step % t.validate_every == 0:
+                        w.update(loss=0.0, count=0, steps=0)     # before validate() saves it in last
                         self.validate()       # its time counts towards max_minutes (via last_tick)
                         validated_at = st.step
                         window_start = time.perf_counter()
-                        window_count, window_loss, window_steps = 0, 0.0, 0
                     st.stopped = st.stopped or self._limit_reached()
                     if st.stopped:
                         break
@@ -394,19 +424,21 @@ class Trainer:
                     st.epoch += 1
                     st.batch_in_epoch = 0
                     st.stopped = self._limit_reached()
-            if validated_at != st.step:
-                self.validate()
+            if validated_at != st.step:       # stopped off the validate_every grid
+                self.save("last")             # the state an uninterrupted run has here: resume starts from it
+                self.validate(final=True)
         finally:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
             for logger in self.loggers:
                 logger.close()
-        best = st.best_score if st.best_score is None else round(st.best_score, 4)
-        self._print(f"[done] {st.stopped}; step {st.step}, best {self.metric} {best} at step {st.best_step}")
+        best_score, best_step = self.best_file
+        best = best_score if best_score is None else round(best_score, 4)
+        self._print(f"[done] {st.stopped}; step {st.step}, best {self.metric} {best} at step {best_step}")
         atomic_write_text(self.run_dir / "training.json", json.dumps(
-            {"steps": st.step, "seconds": round(st.elapsed_s, 1), "stopped": st.stopped, "best_step": st.best_step,
-             "best": st.best_score, "metric": self.metric}, indent=1) + "\n")
+            {"steps": st.step, "seconds": round(st.elapsed_s, 1), "stopped": st.stopped, "best_step": best_step,
+             "best": best_score, "metric": self.metric}, indent=1) + "\n")
         return st
 
 

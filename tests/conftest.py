@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import copy
+import os
+import random
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +17,16 @@ from seq2seq.config import config_from_dict
 from seq2seq.data.toy import write_toy_task
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same global RNG states, so a draw a test forgets to seed
+    is still the same on every run and in any test order."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
 
 BASE = {
     "name": "t",
@@ -28,6 +43,14 @@ BASE = {
                  "log_every": 1000, "early_stopping_metric": "accuracy", "progress_bar": False},
     "decoding": {"max_len_a": 1.0, "max_len_b": 3},
 }
+
+
+def run_cli(*args, cwd, stdin=None, timeout=300) -> subprocess.CompletedProcess:
+    """``python -m seq2seq ARGS`` in ``cwd`` on one thread (as the in-process tests run, so
+    outputs compare exactly), killed after ``timeout`` seconds."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], cwd=cwd, input=stdin, env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def make_config(data_dir: Path, **overrides):

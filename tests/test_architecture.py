@@ -81,7 +81,7 @@ def test_inference_imports_no_trainer_plotting_or_forecast_libraries():
     code = ("import sys, seq2seq; seq2seq.Seq2Seq; from seq2seq.forecast import Forecaster; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'pandas', 'statsmodels', "
             "'tensorboard') or m in ('seq2seq.training', 'seq2seq.plotting')))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert r.stdout.strip() == "[]"
 
 
@@ -90,7 +90,7 @@ def test_plots_leave_the_matplotlib_backend_alone(tmp_path):
     code = ("import matplotlib; matplotlib.use('svg'); from seq2seq.plotting import plot_curves; "
             f"plot_curves([{{'split': 'train', 'step': 1, 'loss': 1.0}}], __import__('pathlib').Path({str(tmp_path)!r}) "
             "/ 'c.png', 'wer'); print(matplotlib.get_backend())")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert r.stdout.strip() == "svg" and (tmp_path / "c.png").stat().st_size > 1000
 
 

@@ -1,18 +1,14 @@
 """The ``seq2seq`` command end to end on tiny data, and its errors."""
 
 import json
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
 
+from conftest import run_cli as cli
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(*args, cwd, stdin=None):
-    return subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], cwd=cwd, input=stdin,
-                          capture_output=True, text=True, timeout=300)
 
 
 def write_config(tmp_path, data_dir, extra=""):
@@ -35,8 +31,10 @@ training:
     return cfg
 
 
-@pytest.fixture()
-def trained(tmp_path):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny trained run, shared by the module's tests (the one that resumes works on a copy)."""
+    tmp_path = tmp_path_factory.mktemp("cli")
     r = cli("data", "toy", "--task", "copy", "--out", tmp_path / "data", "--train", 300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     cfg = write_config(tmp_path, tmp_path / "data")
@@ -108,7 +106,8 @@ def test_beam_nbest_scores_attention_and_heatmap(trained):
                        cwd=trained), "top-p")
 
 
-def test_resume_and_existing_run(trained):
+def test_resume_and_existing_run(trained, tmp_path):
+    trained = Path(shutil.copytree(trained, tmp_path / "copy"))
     cfg = trained / "tiny.yaml"
     r = cli("train", cfg, cwd=trained)
     assert r.returncode == 2 and "exists; pass --overwrite" in r.stderr and "Traceback" not in r.stderr

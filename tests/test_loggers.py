@@ -125,7 +125,7 @@ def test_missing_tensorboard_gives_install_hint(tmp_path, monkeypatch):
 def test_import_is_cheap():
     code = ("import sys, seq2seq.loggers; "
             "print([m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'tensorboard', 'torch')])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]"
 
 

@@ -65,3 +65,21 @@ def test_oracle_error_rates_take_each_examples_best_hypothesis():
     wer, per = oracle_error_rates(nbest, refs)
     assert wer == 50.0
     assert per == pytest.approx(100.0 * (0 + 1) / (3 + 3))
+
+
+def test_multi_reference_bleu_and_chrf_with_uneven_reference_counts():
+    """Several references, and not the same number for every sentence.  The oracle pads the
+    shorter lists by repeating a reference (which changes neither BLEU's clipped counts and
+    closest length nor chrF's best-reference choice) and hands sacrebleu full streams."""
+    hyps = ["the cat sat on the mat", "a dog barked loudly today", "it rains"]
+    refs = [["the cat sat on a mat", "there is a cat on the mat", "a cat sat on the mat"],
+            ["the dog barked loudly"],
+            ["it is raining", "it rains today"]]
+    full = [[rs[k] if k < len(rs) else rs[0] for rs in refs] for k in range(3)]   # 3 streams, no gaps
+    score, sig = bleu(hyps, refs)
+    assert score == pytest.approx(sacrebleu.corpus_bleu(hyps, full).score)
+    assert "nrefs:var" in sig or "nrefs:3" in sig
+    assert score > bleu(hyps, [rs[:1] for rs in refs])[0]             # the extra references count
+    c, _ = chrf(hyps, refs)
+    assert c == pytest.approx(sacrebleu.corpus_chrf(hyps, full).score)
+    assert c > chrf(hyps, [rs[:1] for rs in refs])[0]

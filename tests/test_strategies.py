@@ -89,12 +89,30 @@ def test_mixing_rate_follows_the_probability():
 
 
 def test_scheduled_sampling_gradients_flow_only_through_the_second_pass():
+    """Two-pass scheduled sampling's gradient equals, value for value, the gradient of a
+    plain teacher-forced pass over the mixed inputs held constant: nothing flows back
+    through the first pass that chose them (Duckworth et al. 2019)."""
     model = build(attention="luong_general").train()
     batch = data().batch([0, 1, 2, 3])
-    logits = scheduled_sampling_forward(model, batch, 0.5, TeacherForcingConfig(mode="two_pass", sampling="sample",
-                                                                                 temperature=2.0)).logits
-    logits.sum().backward()
-    assert all(p.grad is not None for p in model.parameters())
+    cfg = TeacherForcingConfig(mode="two_pass", sampling="sample", temperature=2.0)
+    torch.manual_seed(5)
+    loss = scheduled_sampling_forward(model, batch, 0.5, cfg).logits.log_softmax(-1).gather(
+        -1, batch.tgt_out.unsqueeze(-1)).sum()
+    loss.backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    torch.manual_seed(5)                                  # the same coins and samples, drawn again
+    with torch.no_grad():
+        first = model(batch).logits
+        coin = torch.rand(batch.tgt_in.shape) < 0.5
+        coin[:, 0] = True
+        drawn = torch.multinomial(torch.softmax(first.reshape(-1, first.size(-1)) / 2.0, -1), 1).view(first.shape[:2])
+    mixed = torch.where(coin, batch.tgt_in, torch.cat([batch.tgt_in[:, :1], drawn[:, :-1]], 1))
+    state = model.encode(batch.src, batch.src_lengths, batch.src_mask)[1]
+    model.decoder(mixed, state)[0].log_softmax(-1).gather(-1, batch.tgt_out.unsqueeze(-1)).sum().backward()
+    assert any(v.abs().sum() > 0 for v in got.values())
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(got[n], p.grad, msg=n)
 
 
 # ---------------------------------------------------------------- LR schedules, accumulation

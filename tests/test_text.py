@@ -4,7 +4,7 @@ long-source policies, line alignment in predict, the chat prompt."""
 import os
 import pty
 import select
-import subprocess
+import signal
 import sys
 import time
 from pathlib import Path
@@ -21,7 +21,7 @@ from seq2seq.data.vocab import SPECIALS, Vocabulary
 from seq2seq.errors import Seq2SeqError
 from seq2seq.search.common import Hypothesis
 
-from conftest import make_config
+from conftest import make_config, run_cli as cli
 
 SENTENCES = ["the cat sat on the mat", "a dog barked at the cat", "the mat is red", "dogs and cats play",
              "the red dog sat", "a cat is on a mat"] * 5
@@ -146,17 +146,12 @@ def test_subword_run_bleu_is_sacrebleu_on_detokenised_output(spm_run, tiny_data)
     assert not any("\u2581" in h for h in hyps)     # detokenised: no piece markers
 
 
-def _cli(*args, cwd, stdin=None):
-    return subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], cwd=cwd, input=stdin,
-                          capture_output=True, text=True, timeout=300)
-
-
 def test_predict_keeps_line_alignment_with_empty_and_long_lines(spm_run, tmp_path):
     from seq2seq.api import Seq2Seq
 
     long = " ".join(["a b c d e"] * 4)                  # more than max_src_len=12 pieces
     lines = ["a b c", "", "   ", "d e", long, "b"]
-    r = _cli("predict", spm_run, "--replace-unk", cwd=tmp_path, stdin="\n".join(lines) + "\n")
+    r = cli("predict", spm_run, "--replace-unk", cwd=tmp_path, stdin="\n".join(lines) + "\n")
     assert r.returncode == 0, r.stderr
     out = r.stdout.split("\n")[:-1]
     assert len(out) == len(lines)
@@ -189,22 +184,43 @@ def _read_until(fd, marker: bytes, timeout: float = 120.0) -> bytes:
     return buf
 
 
-def test_chat_answers_through_a_pseudo_terminal(spm_run):
+def _wait(pid: int, timeout: float = 30.0) -> int:
+    """The child's exit code; killed (and the test failed) if it runs past ``timeout`` s."""
+    end = time.time() + timeout
+    while time.time() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"the chat did not exit within {timeout} s")
+
+
+def _chat(run):
+    """A ``seq2seq chat`` on a pseudo terminal (one thread): (pid, fd)."""
+    pid, fd = pty.fork()
+    if pid == 0:                                         # child: the chat on the terminal's slave side
+        os.execve(sys.executable, [sys.executable, "-m", "seq2seq", "chat", str(run), "--prompt", "you> "],
+                  {**os.environ, "OMP_NUM_THREADS": "1"})
+    return pid, fd
+
+
+@pytest.mark.parametrize("end", [b"\x04", b"/quit\n"])          # Ctrl-D, or the /quit command
+def test_chat_answers_through_a_pseudo_terminal(spm_run, end):
     from seq2seq.api import Seq2Seq
 
     expected = Seq2Seq.load(spm_run).predict(["b c d"])[0]
-    pid, fd = pty.fork()
-    if pid == 0:                                         # child: the chat on the terminal's slave side
-        os.execv(sys.executable, [sys.executable, "-m", "seq2seq", "chat", str(spm_run), "--prompt", "you> "])
+    pid, fd = _chat(spm_run)
     try:
         _read_until(fd, b"you> ")
         os.write(fd, b"b c d\n")
         answer = _read_until(fd, b"you> ").decode()
-        os.write(fd, b"\x04")                            # Ctrl-D: end of input
+        os.write(fd, end)
         _read_until(fd, b"\n", timeout=30)
     finally:
-        _, status = os.waitpid(pid, 0)
+        code = _wait(pid)
     lines = [x.strip() for x in answer.replace("\r", "").split("\n")]
     assert lines[0] == "b c d"                           # the terminal echoes the typed line
     assert lines[1] == expected
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert code == 0

@@ -84,7 +84,7 @@ def test_word_dropout_replaces_inputs_but_not_bos_or_padding(tiny_data, tmp_path
     assert changed[real].float().mean().item() == pytest.approx(0.4, abs=0.05)
 
 
-def test_variational_autoencoder_reconstructs_and_samples(reverse_short_data, tmp_path):
+def test_variational_autoencoder_reconstructs_and_samples(reverse_short_data, tmp_path, capsys):
     config = make_config(reverse_short_data, **VAE, **{"training.max_steps": 1000, "training.validate_every": 250,
                                                        "training.kl_anneal_steps": 1000,
                                                        "training.learning_rate": 0.003})
@@ -101,6 +101,10 @@ def test_variational_autoencoder_reconstructs_and_samples(reverse_short_data, tm
     assert model.sample_prior(5, seed=1) == model.sample_prior(5, seed=1)
     symbols = set("abcdefghij")
     assert all(set(s.split()) <= symbols for s in samples)
+    from seq2seq.cli import main                         # the `seq2seq sample` command prints the same draws
+
+    assert main(["sample", str(tmp_path / "run"), "--num", "20", "--sample", "--seed", "3"]) == 0
+    assert capsys.readouterr().out.split("\n") == samples + [""]
 
 
 def test_sample_prior_needs_a_variational_run(tiny_data, tmp_path):

@@ -145,7 +145,8 @@ class ForecastModel(nn.Module):
             steps: horizon length when ``future`` is None (default future_cal's length).
 
         Returns:
-            (B, H, V, Q) forecasts in scaled units.
+            (B, H, V, Q) forecasts in scaled units; without ``future``, the Q quantiles in
+            increasing order.
 
         Raises:
             ValueError: inconsistent shapes.
@@ -178,4 +179,6 @@ class ForecastModel(nn.Module):
                 prev = pred
             out = torch.cat(outs, 1)
         out = out.view(batch, horizon, v, len(self.quantiles))
+        if future is None:            # a forecast: quantiles sorted, so intervals never cross (the
+            out = out.sort(-1).values   # rearrangement of Chernozhukov et al. 2010; training sees them raw)
         return out * scale.unsqueeze(-1) + shift.unsqueeze(-1)
