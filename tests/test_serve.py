@@ -462,3 +462,29 @@ def test_the_page_decodes_shows_attention_and_draws_a_forecast(text_run, forecas
                 browser.save_screenshot(os.environ["SEQ2SEQ_SCREENSHOT"].replace(".png", "_forecast.png"))
         finally:
             browser.quit()
+
+
+def test_a_lone_client_does_not_wait_and_concurrent_clients_are_merged():
+    """With max_wait 0.5 s: a job arriving at an idle batcher starts at once; jobs that
+    queue behind a running batch are merged into the next one."""
+    from seq2seq.serve.batching import DynamicBatcher, Job
+
+    sizes = []
+
+    def run(key, items):
+        sizes.append(len(items))
+        time.sleep(0.2)
+        return list(items)
+
+    batcher = DynamicBatcher(run, max_batch_size=8, max_wait_s=0.5)
+    start = time.monotonic()
+    assert batcher.submit(Job("k", ["a"])).result(5) == ["a"]
+    assert time.monotonic() - start < 0.45                     # 0.2 s of work, no 0.5 s wait
+    first, *queued = [Job("k", [str(i)]) for i in range(4)]
+    batcher.submit(first)
+    time.sleep(0.05)                                            # the first is running; three queue behind it
+    for job in queued:
+        batcher.submit(job)
+    assert [j.future.result(5) for j in queued] == [["1"], ["2"], ["3"]]
+    assert sizes == [1, 1, 3]
+    batcher.close()

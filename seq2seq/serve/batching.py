@@ -2,9 +2,12 @@
 as one batch by a worker thread that owns the model.
 
 A request becomes a :class:`Job` (its inputs and a key, e.g. the decoding options).
-The worker takes the oldest job, then waits up to ``max_wait_s`` for more jobs with
-the same key until ``max_batch_size`` inputs are gathered; jobs with another key
-keep their place in the queue for a later batch.  The batch is run once and each
+The worker takes the oldest job and every queued job with the same key, up to
+``max_batch_size`` inputs; jobs with another key keep their place in the queue for a
+later batch.  Under load, jobs queue while a batch decodes, so the next batch fills
+by itself; when the last batch held several jobs (clients are concurrent), the
+worker also waits up to ``max_wait_s`` for more before it starts, and when it held
+one (a lone client), it starts at once, so a lone client pays no waiting time.  The batch is run once and each
 job gets its own slice of the results.  This is safe only because decoding is
 batch-invariant (a sentence gets the same output whatever it is batched with);
 a job marked ``mergeable=False`` (sampling, whose draws depend on the batch) is
@@ -57,7 +60,8 @@ class DynamicBatcher:
             raises for a batch of several jobs is retried job by job, so one bad
             request cannot fail its neighbours.
         max_batch_size: the most inputs per batch (a larger job runs alone).
-        max_wait_s: how long the first job of a batch waits for company, seconds.
+        max_wait_s: how long the first job of a batch waits for company, seconds (only
+            while clients are concurrent: the last batch merged several jobs).
         max_queue: the most inputs waiting; :meth:`submit` refuses more.
         on_batch: called with each batch's size (inputs), for metrics.
         name: the worker thread's name.
@@ -71,6 +75,7 @@ class DynamicBatcher:
         self._waiting = 0                       # inputs in _jobs
         self._cond = threading.Condition()
         self._stopping = False
+        self._concurrent = False                # the last batch merged several jobs
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
@@ -118,7 +123,7 @@ class DynamicBatcher:
                 self._cond.wait()
             first = self._jobs.popleft()
             batch, size = [first], len(first.items)
-            deadline = time.monotonic() + self.max_wait_s
+            deadline = time.monotonic() + (self.max_wait_s if self._concurrent else 0.0)
             while first.mergeable and size < self.max_batch_size:
                 for job in list(self._jobs):
                     if job.mergeable and job.key == first.key and size + len(job.items) <= self.max_batch_size:
@@ -130,6 +135,7 @@ class DynamicBatcher:
                     break
                 self._cond.wait(left)
             self._waiting -= size
+            self._concurrent = len(batch) > 1
             return batch
 
     def _work(self) -> None:
