@@ -73,7 +73,7 @@ def run_dirs(run: str, n: int) -> list[str]:
 
 
 def main(argv=None) -> None:
-    from seq2seq.checkpoint import average_checkpoints
+    from seq2seq.checkpoint import average_checkpoints, kept_checkpoints
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=48.0, help="training wall-clock budget (per run)")
@@ -111,8 +111,7 @@ def main(argv=None) -> None:
     if args.average:
         for run in runs:
             folder = Path(run) / "checkpoints"
-            stems = [folder / stem for stem in sorted({f.stem for f in folder.glob("step_*.safetensors")})]
-            average_checkpoints(stems[-args.average:], folder / "averaged")
+            average_checkpoints(kept_checkpoints(folder)[-args.average:], folder / "averaged")
     systems = [("single model", runs[:1], "best")]
     if args.average:
         systems.append((f"single model, last {args.average} checkpoints averaged", runs[:1], "averaged"))

@@ -111,7 +111,8 @@ class Seq2Seq:
         first = runs[0]
         for r in runs[1:]:
             _check_same_target(first, r)
-        shared = all(_source_tokenization(r) == _source_tokenization(first) for r in runs[1:])
+        source = _tokenization(first.corpus.src_tokenizer)
+        shared = all(_tokenization(r.corpus.src_tokenizer) == source for r in runs[1:])
         model = Ensemble([r.model for r in runs], weights, shared_source=shared).eval()
         return cls(first.config, first.corpus, model, first.device, runs)
 
@@ -265,19 +266,17 @@ class Seq2Seq:
         return results
 
 
-def _source_tokenization(run: Seq2Seq) -> tuple:
-    """What decides a run's source token positions: tokenizer kind, lower-casing and,
-    for sentencepiece, the model itself."""
-    tok = run.corpus.src_tokenizer
-    return type(tok).__name__, tok.lowercase, getattr(tok, "model_proto", None)
+def _tokenization(tokenizer) -> tuple:
+    """What decides how a tokenizer cuts a text: its kind, lower-casing and, for
+    sentencepiece, the model itself."""
+    return type(tokenizer).__name__, tokenizer.lowercase, getattr(tokenizer, "model_proto", None)
 
 
 def _check_same_target(first: Seq2Seq, other: Seq2Seq) -> None:
     """Raise :class:`Seq2SeqError` naming the first difference between two runs' target sides."""
     a, b = first.corpus, other.corpus
     names = f"{first.run_dir} and {other.run_dir}"
-    if type(a.tgt_tokenizer) is not type(b.tgt_tokenizer) or a.tgt_tokenizer.lowercase != b.tgt_tokenizer.lowercase \
-            or getattr(a.tgt_tokenizer, "model_proto", None) != getattr(b.tgt_tokenizer, "model_proto", None):
+    if _tokenization(a.tgt_tokenizer) != _tokenization(b.tgt_tokenizer):
         raise Seq2SeqError(f"{names}: target tokenizers differ ({first.config.data.tgt_tokenizer} vs "
                            f"{other.config.data.tgt_tokenizer}); an ensemble needs one target side")
     va, vb = a.tgt_vocab.itos, b.tgt_vocab.itos

@@ -332,6 +332,12 @@ def join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
     return {"state": state, "param_groups": rest["param_groups"]}
 
 
+def kept_checkpoints(folder: Path) -> list[Path]:
+    """The ``step_*`` checkpoints that ``training.keep_checkpoints`` keeps in ``folder``,
+    oldest first (as stems: the path without ``.safetensors`` / ``.json``)."""
+    return [folder / stem for stem in sorted({f.stem for f in folder.glob("step_*.safetensors")})]
+
+
 def average_checkpoints(stems: list[Path], out: Path) -> list[str]:
     """Average the model weights of several checkpoints into ``out`` (Vaswani et
     al. 2017, sec. 6.1 average the last checkpoints; Junczys-Dowmunt et al. 2016).

@@ -233,7 +233,7 @@ def _cmd_sample(args) -> None:
 
 
 def _cmd_average(args) -> None:
-    from seq2seq.checkpoint import average_checkpoints
+    from seq2seq.checkpoint import average_checkpoints, kept_checkpoints
     from seq2seq.run_lock import RunLock
 
     folder = Path(args.run) / "checkpoints"
@@ -242,7 +242,7 @@ def _cmd_average(args) -> None:
     if args.last is not None and args.last < 1:
         raise Seq2SeqError("--last must be >= 1")
     with RunLock(args.run):                    # a writer of the run: not while training writes it
-        stems = [folder / stem for stem in sorted({f.stem for f in folder.glob("step_*.safetensors")})]
+        stems = kept_checkpoints(folder)
         names = average_checkpoints(stems[-args.last:] if args.last else stems, folder / "averaged")
     print(f"averaged {len(names)} checkpoints ({', '.join(names)}) into {folder / 'averaged'}; "
           f"use --checkpoint averaged", file=sys.stderr)

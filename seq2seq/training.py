@@ -36,8 +36,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from seq2seq.checkpoint import (atomic_write_text, join_optimizer_state, load_checkpoint, load_model_state,
-                                model_state, run_size_hints, save_checkpoint, split_optimizer_state)
+from seq2seq.checkpoint import (atomic_write_text, join_optimizer_state, kept_checkpoints, load_checkpoint,
+                                load_model_state, model_state, run_size_hints, save_checkpoint,
+                                split_optimizer_state)
 from seq2seq.config import dump_config, load_config
 from seq2seq.divergence import FiniteLossGuard
 from seq2seq.errors import Seq2SeqError
@@ -280,10 +281,9 @@ class Trainer:
         if n == 0:
             return
         self.save(f"step_{self.state.step:08d}")
-        stems = sorted({f.stem for f in self.ckpt_dir.glob("step_*.safetensors")})
-        for stem in stems[:-n]:
+        for stem in kept_checkpoints(self.ckpt_dir)[:-n]:
             for suffix in (".safetensors", ".json"):
-                (self.ckpt_dir / (stem + suffix)).unlink(missing_ok=True)
+                stem.with_name(stem.name + suffix).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ loop
     def _limit_reached(self) -> str:

@@ -119,10 +119,10 @@ class Ensemble(nn.Module):
         Returns:
             (None, the members' start states).
         """
-        batches = members or tuple(Batch(src, src_lengths, src_mask, None, None, None, src_lengths)
-                                   for _ in self.members)
+        if members is None:
+            return None, EnsembleState(tuple(m.encode(src, src_lengths, src_mask)[1] for m in self.members))
         return None, EnsembleState(tuple(m.encode(b.src, b.src_lengths, b.src_mask)[1]
-                                         for m, b in zip(self.members, batches)))
+                                         for m, b in zip(self.members, members)))
 
     def forward(self, batch: Batch, return_attention: bool = False) -> Seq2SeqOutput:
         """Teacher-forced pass of every member on its own batch: ``logits`` are the

@@ -67,6 +67,7 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, checkpoint
     from seq2seq.serve.app import create_app
     from seq2seq.serve.models import load_model
 
+    limits = limits or Limits()
     api_key = None
     if api_key_env:
         api_key = os.environ.get(api_key_env)
@@ -81,12 +82,12 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, checkpoint
     except OSError as e:
         raise Seq2SeqError(f"cannot listen on {host}:{port}: {e.strerror} (choose another --port or --host)") from None
     models = [load_model(r, checkpoint, device) for r in runs]
-    app = create_app(models, limits or Limits(), api_key, max_batch_size, max_wait_ms)
+    app = create_app(models, limits, api_key, max_batch_size, max_wait_ms)
     for m in models:
         print(f"[serve] {m.name}: {m.task} run {m.run_dir} ({m.checkpoint})", file=sys.stderr)
     print(f"[serve] http://{host}:{port}/  (API docs at /docs; Ctrl-C or SIGTERM to stop)", file=sys.stderr)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=limits.timeout_s if limits else 30))
+                                           timeout_graceful_shutdown=limits.timeout_s))
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; for a server, a
     # requested stop is a normal end (status 0), so the re-raised signal finds a no-op.
     previous = signal.signal(signal.SIGTERM, lambda *_: None)

@@ -151,11 +151,12 @@ def create_app(models: list[ServedModel], limits: Optional[Limits] = None, api_k
         return JSONResponse({"error": {"status": e.status_code, "message": str(e.detail)}}, e.status_code,
                             headers=getattr(e, "headers", None))
 
-    def model_named(name: str, task: str) -> ServedModel:
+    def model_named(name: str, task: Optional[str] = None) -> ServedModel:
+        """The model served as ``name`` (of ``task`` when given), else a 404 naming what is served."""
         m = by_name.get(name)
         if m is None:
             raise ApiError(404, f"no model named {name!r}; served: {', '.join(sorted(by_name))}")
-        if m.task != task:
+        if task is not None and m.task != task:
             other = "predict" if task == "forecast" else "forecast"
             raise ApiError(404, f"{name!r} is a {m.task} model: use /v1/models/{name}/{other}")
         return m
@@ -203,9 +204,7 @@ def create_app(models: list[ServedModel], limits: Optional[Limits] = None, api_k
 
     @app.get("/v1/models/{name}", dependencies=[Depends(require_key)], summary="one served model")
     async def one_model(name: str) -> dict:
-        if name not in by_name:
-            raise ApiError(404, f"no model named {name!r}; served: {', '.join(sorted(by_name))}")
-        return by_name[name].info()
+        return model_named(name).info()
 
     @app.post("/v1/models/{name}/predict", dependencies=[Depends(require_key)],
               summary="decode each input (text runs); every decoding option of `seq2seq predict`")
