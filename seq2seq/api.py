@@ -22,6 +22,7 @@ from seq2seq.data.corpus import Corpus
 from seq2seq.data.tsv import read_tsv
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation import evaluate_split, evaluation_split
+from seq2seq.export.manifest import is_export, read_manifest
 from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.models.ensemble import Ensemble, EnsembleDataset
 from seq2seq.search import decode_dataset
@@ -75,7 +76,9 @@ class Seq2Seq:
         ensemble (:meth:`ensemble`).
 
         Args:
-            run_dir: the run directory, or several.
+            run_dir: the run directory, or several; or a directory written by ``seq2seq
+                export`` (decoded through onnxruntime; ``checkpoint`` and ``device`` do
+                not apply: the export holds one checkpoint and runs on the CPU).
             checkpoint: ``best``, ``last`` or ``averaged`` (``seq2seq average``).
             device: ``auto``, ``cpu`` or ``cuda``.
             weights: an ensemble's member weights (default equal).
@@ -88,6 +91,8 @@ class Seq2Seq:
         if not isinstance(run_dir, (str, Path)):
             return cls.ensemble([cls.load(r, checkpoint, device) for r in run_dir], weights)
         run_dir = Path(run_dir)
+        if is_export(run_dir):
+            return cls._load_export(run_dir)
         if not (run_dir / "config.yaml").exists():
             raise Seq2SeqError(f"{run_dir}: not a run directory (no config.yaml)")
         config = load_config(run_dir / "config.yaml", schema=Config)
@@ -96,6 +101,20 @@ class Seq2Seq:
         load_model_weights(model, run_dir, checkpoint)
         dev = resolve_device(device)
         return cls(config, corpus, model.to(dev).eval(), dev, run_dir=run_dir)
+
+    @classmethod
+    def _load_export(cls, folder: Path) -> "Seq2Seq":
+        """An exported directory (``seq2seq export``), decoding through onnxruntime on the CPU.
+
+        Raises:
+            Seq2SeqError: a file that is missing or differs from manifest.json's checksum.
+        """
+        from seq2seq.export.runtime import OnnxEncoderDecoder
+
+        manifest = read_manifest(folder)
+        config = load_config(folder / "config.yaml", schema=Config)
+        corpus = Corpus.load(config.data, folder)
+        return cls(config, corpus, OnnxEncoderDecoder(folder, manifest).eval(), torch.device("cpu"), run_dir=folder)
 
     @classmethod
     def ensemble(cls, runs: Sequence["Seq2Seq"], weights: Optional[Sequence[float]] = None) -> "Seq2Seq":

@@ -145,10 +145,14 @@ class DecoderState:
 
     def per_row(self, t: Tensor, like: Tensor) -> Tensor:
         """A per-source tensor t (sources, ...) for each row (rows, ...) when ``like``
-        is (rows,), or for each position (rows, T, ...) when ``like`` is (rows, T)."""
+        is (rows,), or for each position (rows, T, ...) when ``like`` is (rows, T).
+
+        Rows per source come from the shapes (rows / sources), not from ``beam``, so
+        a traced step (:mod:`seq2seq.export`) serves any beam size."""
         if like.dim() == 2:
             return t.unsqueeze(1).expand(-1, like.size(1), *t.shape[1:])
-        return t.repeat_interleave(self.beam, dim=0) if self.beam > 1 else t
+        rows, sources = like.size(0), t.size(0)
+        return t.unsqueeze(1).expand(sources, rows // sources, *t.shape[1:]).reshape(rows, *t.shape[1:])
 
 
 class RNNDecoder(nn.Module):
@@ -337,7 +341,8 @@ class RNNDecoder(nn.Module):
             attention weights (rows, S) or None.
         """
         src, rows = state.source, gates0.size(0)
-        grouped = lambda x: x.view(-1, state.beam, x.size(-1))  # noqa: E731  (rows, d) -> (sources, beam, d)
+        # (rows, d) -> (sources, beam, d); sources from the memory's shape, so a traced step serves any beam
+        grouped = lambda x: x.view(src.mask.size(0), -1, x.size(-1))  # noqa: E731
         coverage = grouped(state.coverage) if state.coverage is not None else None
         weights = None
         if self.style == "bahdanau":

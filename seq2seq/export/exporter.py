@@ -1,0 +1,214 @@
+"""``seq2seq export RUN --format onnx --out DIR``: a trained text run as two ONNX graphs
+(:mod:`seq2seq.export.graphs`), its vocabularies and tokenizer models, its config and a
+checksummed ``manifest.json`` (:mod:`seq2seq.export.manifest`).
+
+Exported with PyTorch's TorchScript-based exporter (``dynamo=False``): the dynamo-based
+one graph-breaks on RNNs (pytorch #118740, #126339), and RNN cells export from CPU only
+(pytorch #51553), so the run is loaded on the CPU.  Before anything is written, both
+graphs run once in onnxruntime on a padded batch with a beam of two and are compared
+with PyTorch's step, so a graph that would decode differently is refused, not shipped.
+``--quantize int8`` applies onnxruntime's dynamic quantization (int8 weights, activations
+quantized per call) to the matrix products and RNN cells of both graphs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from seq2seq.config import dump_config
+from seq2seq.errors import Seq2SeqError
+from seq2seq.export.graphs import EncoderGraph, StepGraph, check_exportable
+from seq2seq.export.manifest import FORMAT, VERSION, write_manifest
+
+DEFAULT_OPSET = 17
+TOLERANCE = 1e-4          # fp32 export check: largest |onnxruntime - PyTorch| on the sample
+
+
+def _sample(corpus) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two padded sources of unequal length (so the packed encoder path is traced)."""
+    gen = torch.Generator().manual_seed(0)
+    first = corpus.src_vocab.eos_id + 1                       # past the specials
+    src = torch.randint(first, max(first + 1, len(corpus.src_vocab)), (2, 6), generator=gen)
+    lengths = torch.tensor([6, 4])
+    src[1, 4:] = corpus.src_vocab.pad_id
+    return src, lengths
+
+
+def _axes(names: list[str], kinds: dict[str, dict[int, str]]) -> dict[str, dict[int, str]]:
+    return {n: kinds[n.removesuffix("_out")] for n in names if n.removesuffix("_out") in kinds}
+
+
+def _dynamic_axes(batch: str) -> dict[str, dict[int, str]]:
+    """Dynamic dimensions of every named tensor; ``batch`` names the per-row axis."""
+    return {"src": {0: "batch", 1: "src_len"}, "src_lengths": {0: "batch"}, "prev": {0: batch},
+            "h": {1: batch}, "c": {1: batch}, "feed": {0: batch}, "coverage": {0: batch, 1: "src_len"},
+            "mask": {0: "sources", 1: "src_len"}, "keys": {0: "sources", 1: "src_len"},
+            "memory_proj": {0: "sources", 1: "src_len"}, "states": {0: "sources", 1: "src_len"},
+            "context": {0: "sources"}, "logits": {0: batch}, "attention": {0: batch, 1: "src_len"}}
+
+
+def _export(module: torch.nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
+            axes: dict, opset: int) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")            # tracer warnings about Python ints in shapes
+        torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
+                          dynamic_axes=_axes(input_names + output_names, axes), opset_version=opset,
+                          do_constant_folding=True, dynamo=False)
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _graph_signature(path: Path) -> dict:
+    """Input and output names, element types and shapes (named dims for dynamic axes)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+
+    def describe(values):
+        out = []
+        for v in values:
+            t = v.type.tensor_type
+            dims = [d.dim_param or d.dim_value for d in t.shape.dim]
+            out.append({"name": v.name, "dtype": onnx.TensorProto.DataType.Name(t.elem_type).lower(),
+                        "shape": dims})
+        return out
+
+    return {"inputs": describe(graph.input), "outputs": describe(graph.output)}
+
+
+def _check(folder: Path, encoder: EncoderGraph, step: StepGraph, src, lengths, exact: bool) -> float:
+    """Run both graphs in onnxruntime on the sample (beam 2) and return the largest
+    difference from PyTorch; raise when an fp32 export differs by more than TOLERANCE."""
+    with torch.no_grad():
+        expected_enc = encoder(src, lengths)
+    enc = _session(folder / "encoder.onnx").run(None, {"src": src.numpy(), "src_lengths": lengths.numpy()})
+    worst = max(float((torch.from_numpy(a).float() - b.float()).abs().max()) for a, b in zip(enc, expected_enc))
+    named = dict(zip(encoder.output_names, expected_enc))
+    index = torch.arange(src.size(0)).repeat_interleave(2)                      # a beam of 2 per source
+    feeds = {"prev": torch.randint(4, step.decoder.vocab_size, (index.numel(),),
+                                   generator=torch.Generator().manual_seed(1))}
+    for name in step.input_names[1:]:
+        if name in ("h", "c"):
+            feeds[name] = named[name].index_select(1, index)
+        elif name == "feed":
+            feeds[name] = torch.rand(index.numel(), step.decoder.hidden_size, generator=torch.Generator())
+        elif name == "coverage":
+            feeds[name] = torch.rand(index.numel(), src.size(1), generator=torch.Generator()) * lengths[index, None]
+        else:
+            feeds[name] = named[name]
+    with torch.no_grad():
+        expected = step(*feeds.values())
+    got = _session(folder / "decoder_step.onnx").run(None, {k: v.contiguous().numpy() for k, v in feeds.items()})
+    worst = max(worst, *(float((torch.from_numpy(a) - b).abs().max()) for a, b in zip(got, expected)))
+    if exact and worst > TOLERANCE:
+        raise Seq2SeqError(f"cannot export: onnxruntime differs from PyTorch by {worst:.2e} on a sample batch "
+                           f"(limit {TOLERANCE:g}); nothing was written")
+    return worst
+
+
+def _quantize(folder: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    for name in ("encoder.onnx", "decoder_step.onnx"):
+        fp32 = folder / name
+        tmp = folder / f"{name}.fp32"
+        fp32.rename(tmp)
+        quantize_dynamic(str(tmp), str(fp32), weight_type=QuantType.QInt8)
+        tmp.unlink()
+
+
+def export_onnx(run_dir: str | Path, out: str | Path, checkpoint: str = "best", quantize: Optional[str] = None,
+                opset: int = DEFAULT_OPSET, overwrite: bool = False) -> dict:
+    """Export a trained text run for onnxruntime (or any ONNX runtime).
+
+    Args:
+        run_dir: the run directory (``seq2seq train``).
+        out: the directory to write; it must not exist or be empty unless ``overwrite``.
+        checkpoint: ``best``, ``last`` or ``averaged``.
+        quantize: None (fp32) or ``int8`` (dynamic quantization of the weights).
+        opset: the ONNX opset (>= 14).
+        overwrite: replace an existing ``out`` (only after the new export succeeded).
+
+    Returns:
+        The manifest written to ``out/manifest.json``.
+
+    Raises:
+        Seq2SeqError: a model that cannot be exported yet (one line: why), an existing
+            ``out``, an fp32 graph that does not reproduce PyTorch, or a bad option.
+    """
+    import onnx
+    import onnxruntime
+
+    from seq2seq import __version__
+    from seq2seq.api import Seq2Seq
+
+    if quantize not in (None, "int8"):
+        raise Seq2SeqError(f"--quantize must be int8, not {quantize!r}")
+    if opset < 14:
+        raise Seq2SeqError(f"--opset must be at least 14 (got {opset})")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise Seq2SeqError(f"{out}: exists and is not empty (choose another --out, or pass --overwrite)")
+    loaded = Seq2Seq.load(run_dir, checkpoint, device="cpu")
+    if loaded.config.task != "text":
+        raise Seq2SeqError(f"cannot export: {run_dir} is a {loaded.config.task} run; only text runs export to "
+                           "ONNX yet")
+    model = loaded.model
+    check_exportable(model)
+    encoder, step = EncoderGraph(model).eval(), StepGraph(model.decoder).eval()
+    src, lengths = _sample(loaded.corpus)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        with torch.no_grad():
+            _export(encoder, (src, lengths), tmp / "encoder.onnx", ["src", "src_lengths"], encoder.output_names,
+                    _dynamic_axes("batch"), opset)
+            named = dict(zip(encoder.output_names, encoder(src, lengths)))
+            index = torch.arange(2).repeat_interleave(2)                     # trace with a beam of 2
+            args = [torch.full((4,), loaded.corpus.tgt_vocab.bos_id)]
+            for name in step.input_names[1:]:
+                if name in ("h", "c"):
+                    args.append(named[name].index_select(1, index))
+                elif name == "feed":
+                    args.append(torch.zeros(4, model.decoder.hidden_size))
+                elif name == "coverage":
+                    args.append(torch.zeros(4, src.size(1)))
+                else:
+                    args.append(named[name])
+            _export(step, tuple(args), tmp / "decoder_step.onnx", step.input_names, step.output_names,
+                    _dynamic_axes("rows"), opset)
+        fp32_error = _check(tmp, encoder, step, src, lengths, exact=True)
+        if quantize:
+            _quantize(tmp)
+        dump_config(loaded.config, tmp / "config.yaml")
+        loaded.corpus.save(tmp)
+        manifest = {
+            "format": FORMAT, "version": VERSION, "task": "text", "source_run": str(Path(run_dir).resolve()),
+            "checkpoint": checkpoint, "quantization": quantize, "opset": opset, "exporter": "torchscript",
+            "fp32_max_abs_error": fp32_error,
+            "versions": {"seq2seq": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                         "onnxruntime": onnxruntime.__version__},
+            "graphs": {"encoder": {"file": "encoder.onnx", **_graph_signature(tmp / "encoder.onnx")},
+                       "decoder_step": {"file": "decoder_step.onnx", **_graph_signature(tmp / "decoder_step.onnx")}},
+            "config": loaded.config.model_dump(),
+        }
+        write_manifest(tmp, manifest)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return manifest

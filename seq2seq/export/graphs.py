@@ -1,0 +1,138 @@
+"""The two graphs an exported text model consists of: the encoder, and one decoder step.
+
+A decoding loop does not trace (its length depends on the data), so the search stays on
+the host (:mod:`seq2seq.search`) and only two functions are exported, both with the
+decoder state as explicit, named tensors (fairseq's split of model and search):
+
+- ``encoder``: ``src (batch, src_len) int64``, ``src_lengths (batch,) int64`` ->
+  the decoder's start state ``h`` (and ``c`` for an LSTM) and the source memory the steps
+  read (:class:`~seq2seq.modules.decoders.SourceMemory`: ``mask``, ``states``, ``keys``,
+  ``memory_proj``, ``context``, whichever the decoder uses).
+- ``decoder_step``: ``prev (rows,) int64``, the per-row state (``h``, ``c``, ``feed``,
+  ``coverage``) and the per-source memory -> ``logits (rows, V)``, the next per-row
+  state (``h_out``, ...) and ``attention (rows, src_len)``.  Rows are grouped by source,
+  ``rows = sources x beam`` consecutive rows per source, as
+  :class:`~seq2seq.modules.decoders.DecoderState` keeps them; the step reads the beam
+  size from the shapes, so one graph serves greedy search, beam search and sampling.
+
+The step is the model's own :meth:`~seq2seq.modules.decoders.RNNDecoder.step`, with its
+inference input table (``W e(y) + b`` of every target token, a constant of the graph).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from seq2seq.errors import Seq2SeqError
+from seq2seq.modules.decoders import DecoderState, RNNDecoder, SourceMemory
+from seq2seq.modules.encoders import RNNEncoder
+
+SOURCE_FIELDS = ("mask", "states", "keys", "memory_proj", "context")
+
+
+def unsupported(model: nn.Module) -> Optional[str]:
+    """Why ``model`` cannot be exported yet, or None when it can.
+
+    Exportable: RNN encoders (any cell, layers, bidirectional, reversed source) and RNN
+    decoders with any attention, input feeding, coverage, the context at every step,
+    Cho's maxout readout and tied embeddings.  Not yet: Transformer encoders or
+    decoders, copy attention (its extended vocabulary changes size per batch) and
+    variational models (their prior sampling needs the latent on the host).
+    """
+    if not isinstance(model.encoder, RNNEncoder):
+        return "a Transformer encoder cannot be exported to ONNX yet (RNN encoders can)"
+    if not isinstance(model.decoder, RNNDecoder):
+        return "a Transformer decoder cannot be exported to ONNX yet (RNN decoders can)"
+    if model.decoder.copy:
+        return "copy attention cannot be exported to ONNX yet (its extended vocabulary changes size per batch)"
+    if getattr(model, "latent", None) is not None:
+        return "a variational model (model.latent_size) cannot be exported to ONNX yet"
+    return None
+
+
+def state_names(decoder: RNNDecoder) -> tuple[list[str], list[str]]:
+    """The decoder's per-row state names and the source memory fields its steps read."""
+    rows = ["h", "c"] if isinstance(decoder.rnn, nn.LSTM) else ["h"]
+    rows += (["feed"] if decoder.input_feeding else []) + (["coverage"] if decoder.coverage else [])
+    source = []
+    if decoder.attention is not None:
+        source += ["mask", "keys", "memory_proj"] + (["states"] if decoder.style == "bahdanau" else [])
+    if decoder.context_every_step:
+        source.append("context")
+    return rows, source
+
+
+class EncoderGraph(nn.Module):
+    """``model.encode`` with tensors in and out (see the module docstring).
+
+    Args:
+        model: an :class:`~seq2seq.models.encoder_decoder.EncoderDecoder` in eval mode.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.rows, self.source = state_names(model.decoder)
+        hidden = ["h", "c"] if "c" in self.rows else ["h"]
+        # The encoder states are always an output: a graph that used only the final
+        # states of a packed RNN does not export (the exporter drops the unpacking).
+        self.output_names = hidden + self.source + ([] if "states" in self.source else ["states"])
+
+    def forward(self, src: Tensor, src_lengths: Tensor) -> tuple[Tensor, ...]:
+        """src: (batch, src_len) ids; src_lengths: (batch,) -> the tensors of ``output_names``:
+        h, c: (layers, batch, H); mask: (batch, src_len) bool; keys: (batch, src_len, K);
+        memory_proj: (batch, src_len, H); states: (batch, src_len, M) (always, zero on
+        padding); context: (batch, M)."""
+        mask = torch.arange(src.size(1), device=src.device).unsqueeze(0) < src_lengths.unsqueeze(1)
+        encoded, state = self.model.encode(src, src_lengths, mask)
+        hidden = list(state.hidden) if isinstance(state.hidden, tuple) else [state.hidden]
+        memory = {name: getattr(state.source, name) for name in self.source}
+        return (*hidden, *(memory.get(name, encoded.outputs) for name in self.output_names[len(hidden):]))
+
+
+class StepGraph(nn.Module):
+    """``decoder.step`` with tensors in and out (see the module docstring).
+
+    Args:
+        decoder: an :class:`~seq2seq.modules.decoders.RNNDecoder` in eval mode.
+    """
+
+    def __init__(self, decoder: RNNDecoder):
+        super().__init__()
+        self.decoder = decoder
+        self.rows, self.source = state_names(decoder)
+        self.input_names = ["prev"] + self.rows + self.source
+        self.output_names = ["logits"] + [f"{n}_out" for n in self.rows] + (
+            ["attention"] if decoder.attention is not None else [])
+
+    def forward(self, prev: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
+        """prev: (rows,) previous target ids; then the tensors of ``input_names[1:]``.
+        Returns logits (rows, V), the next per-row state and attention (rows, src_len)."""
+        d = self.decoder
+        named = dict(zip(self.input_names[1:], tensors))
+        hidden = (named["h"], named["c"]) if "c" in named else named["h"]
+        mask = named.get("mask")
+        if mask is None:                              # no attention: the step reads no source tensor
+            mask = torch.ones(hidden[0].size(1) if isinstance(hidden, tuple) else hidden.size(1), 1,
+                              dtype=torch.bool)
+        source = SourceMemory(mask, named.get("states"), named.get("keys"), named.get("memory_proj"),
+                              named.get("context"))
+        cache = d._step_cache()
+        if d.feed_previous_output and not d.context_every_step:
+            cache = cache._replace(input_table=cache.cell.input_gates(d.embedding.weight))   # (V, G)
+        state = DecoderState(hidden, source, named.get("feed"), named.get("coverage"), 1, cache)
+        logits, state, attention = d.step(prev, state)
+        new = list(state.hidden) if isinstance(state.hidden, tuple) else [state.hidden]
+        new += ([state.feed] if d.input_feeding else []) + ([state.coverage] if d.coverage else [])
+        return (logits, *new, *([attention] if attention is not None else []))
+
+
+def check_exportable(model: nn.Module) -> None:
+    """Raises:
+        Seq2SeqError: the model cannot be exported yet (one line saying why)."""
+    why = unsupported(model)
+    if why is not None:
+        raise Seq2SeqError(f"cannot export: {why}")

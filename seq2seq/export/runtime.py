@@ -1,0 +1,134 @@
+"""An exported directory as a model the search code decodes: the encoder and the
+decoder-step graphs run in onnxruntime, everything else (greedy, beam search with its
+penalties and n-best, sampling, ``<unk>`` replacement, attention output) is the same
+host code that decodes a PyTorch model (:mod:`seq2seq.search`).
+
+The state between steps is a :class:`~seq2seq.modules.decoders.DecoderState` whose
+tensors came out of the graphs, so beam search reorders it exactly as it reorders
+PyTorch's (per-row state selected by row, source memory shared per source).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from seq2seq.models.encoder_decoder import Seq2SeqOutput
+from seq2seq.modules.decoders import DecoderState, SourceMemory
+
+
+def session(path: Path, threads: int):
+    """An onnxruntime CPU session with ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _numpy(t: Tensor):
+    return t.detach().contiguous().numpy()
+
+
+class OnnxDecoder:
+    """``step`` of the decoder-step graph (the interface of
+    :meth:`~seq2seq.modules.decoders.RNNDecoder.step`).
+
+    Args:
+        graph: the onnxruntime session of ``decoder_step.onnx``.
+        rows: the per-row state names (``h``, ``c``, ``feed``, ``coverage``).
+        hidden_size: H (for the zero ``feed`` of a start state).
+    """
+
+    copy = False
+
+    def __init__(self, graph, rows: list[str], hidden_size: int):
+        self.graph, self.rows, self.hidden_size = graph, rows, hidden_size
+        self.inputs = [i.name for i in graph.get_inputs()]
+        self.outputs = [o.name for o in graph.get_outputs()]
+
+    def step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
+        """One decoder step in onnxruntime.
+
+        Args:
+            prev_tokens: (rows,) y_{t-1}.
+            state: the rows' state (rows = sources x beam, grouped by source).
+
+        Returns:
+            logits (rows, V), the new state, attention (rows, src_len) or None.
+        """
+        h, c = state.hidden if isinstance(state.hidden, tuple) else (state.hidden, None)
+        tensors = {"prev": prev_tokens, "h": h, "c": c, "feed": state.feed, "coverage": state.coverage,
+                   "mask": state.source.mask, "states": state.source.states, "keys": state.source.keys,
+                   "memory_proj": state.source.memory_proj, "context": state.source.context}
+        out = dict(zip(self.outputs, (torch.from_numpy(a) for a in self.graph.run(
+            None, {name: _numpy(tensors[name]) for name in self.inputs}))))
+        hidden = (out["h_out"], out["c_out"]) if "c_out" in out else out["h_out"]
+        new = DecoderState(hidden, state.source, out.get("feed_out"), out.get("coverage_out"), state.beam)
+        return out["logits"], new, out.get("attention")
+
+
+class OnnxEncoderDecoder(nn.Module):
+    """The search's model interface (``encode``, ``decoder.step``, and a teacher-forced
+    pass for the loss) over an exported directory's two graphs.
+
+    Args:
+        folder: the exported directory (already checked, :func:`~seq2seq.export.manifest.read_manifest`).
+        manifest: its manifest.
+        threads: onnxruntime intra-op threads (default: torch's thread count).
+    """
+
+    def __init__(self, folder: Path, manifest: dict, threads: Optional[int] = None):
+        super().__init__()
+        threads = threads or torch.get_num_threads()
+        graphs = manifest["graphs"]
+        self.encoder_graph = session(Path(folder) / graphs["encoder"]["file"], threads)
+        step = session(Path(folder) / graphs["decoder_step"]["file"], threads)
+        self.encoder_outputs = [o.name for o in self.encoder_graph.get_outputs()]
+        rows = [o.name.removesuffix("_out") for o in step.get_outputs() if o.name.endswith("_out")]
+        self.decoder = OnnxDecoder(step, rows, manifest["config"]["model"]["decoder"]["hidden_size"])
+        self.latent = None
+
+    def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor, src_ext: Optional[Tensor] = None
+               ) -> tuple[None, DecoderState]:
+        """The decoder's start state for a source batch.
+
+        Args:
+            src: (batch, src_len) ids; src_lengths: (batch,); src_mask: (batch, src_len).
+
+        Returns:
+            (None, the start state: hidden from the bridge, the source memory, zero
+            ``feed`` / ``coverage`` where the decoder has them).
+        """
+        out = dict(zip(self.encoder_outputs, (torch.from_numpy(a) for a in self.encoder_graph.run(
+            None, {"src": _numpy(src.long()), "src_lengths": _numpy(src_lengths.long())}))))
+        hidden = (out["h"], out["c"]) if "c" in out else out["h"]
+        source = SourceMemory(out.get("mask", src_mask), out.get("states"), out.get("keys"), out.get("memory_proj"),
+                              out.get("context"))
+        batch = src.size(0)
+        feed = torch.zeros(batch, self.decoder.hidden_size) if "feed" in self.decoder.rows else None
+        coverage = torch.zeros(src_mask.shape) if "coverage" in self.decoder.rows else None
+        return None, DecoderState(hidden, source, feed, coverage)
+
+    def forward(self, batch, return_attention: bool = False) -> Seq2SeqOutput:
+        """Teacher-forced scores, one graph step per target position (for the loss).
+
+        Args:
+            batch: src (batch, src_len), tgt_in (batch, tgt_len) starting with ``<bos>``.
+
+        Returns:
+            logits (batch, tgt_len, V) and, when asked, attention (batch, tgt_len, src_len).
+        """
+        _, state = self.encode(batch.src, batch.src_lengths, batch.src_mask)
+        logits, attention = [], []
+        for t in range(batch.tgt_in.size(1)):
+            step_logits, state, weights = self.decoder.step(batch.tgt_in[:, t], state)
+            logits.append(step_logits)
+            attention.append(weights)
+        weights = torch.stack(attention, 1) if return_attention and attention[0] is not None else None
+        return Seq2SeqOutput(torch.stack(logits, 1), weights)
