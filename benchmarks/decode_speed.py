@@ -28,6 +28,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +40,9 @@ import torch  # noqa: E402
 
 from seq2seq.config import load_config  # noqa: E402
 from seq2seq.data.batching import BucketSampler, ParallelDataset  # noqa: E402
+from seq2seq.export.exporter import write_graphs  # noqa: E402
+from seq2seq.export.runtime import OnnxEncoderDecoder  # noqa: E402
+from seq2seq.metrics import word_error_rate  # noqa: E402
 from seq2seq.models.encoder_decoder import EncoderDecoder  # noqa: E402
 from seq2seq.search import DecodeOptions, decode_dataset  # noqa: E402
 from train_speed import IDENTICAL, build_ours, common_data  # noqa: E402
@@ -51,6 +55,29 @@ def test_words() -> list[str]:
     """The first column of g014b2b.ref, lower-cased."""
     return [line.split("\t", 1)[0].strip().lower() for line in TEST.read_text(encoding="utf-8").splitlines()
             if line.strip()]
+
+
+def test_references() -> list[list[list[str]]]:
+    """Per test word, its reference pronunciations (stress-free phonemes)."""
+    return [[r.split() for r in line.split("\t")[1:]] for line in TEST.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def wer(outputs: list[list[int]], tv, references) -> float:
+    """G2P WER (%) against g014b2b.ref; the models predict stressed phonemes (the
+    common data's), so stress digits are stripped first."""
+    hyps = [[re.sub(r"\d", "", p) for p in tv.decode(ids)] for ids in outputs]
+    return word_error_rate(hyps, references[:len(hyps)])
+
+
+def decode_onnx(model, words: list[str], sv, tv, beam: int, repeats: int, quantize, threads: int) -> dict:
+    """Export ``model``'s encoder and decoder step (``seq2seq.export``, int8 when
+    ``quantize``) and decode through onnxruntime with the same search code."""
+    with tempfile.TemporaryDirectory() as folder:
+        write_graphs(model, Path(folder), quantize=quantize)
+        graphs = OnnxEncoderDecoder(Path(folder, "encoder.onnx"), Path(folder, "decoder_step.onnx"),
+                                    model.decoder.hidden_size, threads)
+        return decode_ours(graphs, words, sv, tv, beam, repeats)
 
 
 def train_ours(model_cfg, dataset, sv, tv, steps: int) -> EncoderDecoder:
@@ -80,7 +107,7 @@ def decode_ours(model, words: list[str], sv, tv, beam: int, repeats: int = 3, pr
     seconds = min(runs)
     mean_len = sum(len(h[0].tokens) for h in out) / len(out)
     return {"words_per_s": len(words) / seconds, "seconds": seconds, "runs_seconds": runs,
-            "mean_output_len": mean_len}
+            "mean_output_len": mean_len, "outputs": [h[0].tokens for h in out]}
 
 
 def onmt_decode(env_dir: str, workdir: str, words: list[str], steps: int, threads: int, repeats: int = 3) -> dict:
@@ -130,22 +157,34 @@ def main(argv=None) -> None:
     p.add_argument("--limit", type=int, default=None, help="decode only the first N test words (smoke test)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per decoder; the fastest is reported")
     p.add_argument("--skip-onmt", action="store_true")
+    p.add_argument("--skip-onnx", action="store_true", help="no onnxruntime rows (fp32 and int8 exports)")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     words = test_words()[:args.limit]
+    references = test_references()
     dataset, sv, tv = common_data()
     results: dict = {}
     default_cfg = load_config(HERE.parent / "configs" / "g2p_cmudict.yaml").model
     for name, cfg in (("identical", IDENTICAL), ("default", default_cfg)):
         model = train_ours(cfg, dataset, sv, tv, args.train_steps)
-        results[name] = {"greedy": decode_ours(model, words, sv, tv, 1, args.repeats),
-                         "beam5": decode_ours(model, words, sv, tv, 5, args.repeats)}
-        print(f"[{name}] {results[name]}", file=sys.stderr)
+        rows = {name: lambda beam: decode_ours(model, words, sv, tv, beam, args.repeats)}
         if name == "identical":           # the same weights, matrix products in bfloat16
-            results["identical_bf16"] = {"greedy": decode_ours(model, words, sv, tv, 1, args.repeats, "bf16"),
-                                         "beam5": decode_ours(model, words, sv, tv, 5, args.repeats, "bf16")}
-            print(f"[identical_bf16] {results['identical_bf16']}", file=sys.stderr)
+            rows["identical_bf16"] = lambda beam: decode_ours(model, words, sv, tv, beam, args.repeats, "bf16")
+        if not args.skip_onnx:            # the same weights, exported (fp32, int8) and run by onnxruntime
+            for quantize in (None, "int8"):
+                rows[f"{name}_onnx_{quantize or 'fp32'}"] = lambda beam, q=quantize: decode_onnx(
+                    model, words, sv, tv, beam, args.repeats, q, args.threads)
+        for row, decode in rows.items():
+            results[row] = {"greedy": decode(1), "beam5": decode(5)}
+            for mode, r in results[row].items():
+                r["wer"] = wer(r["outputs"], tv, references)
+                reference = results[name][mode]["outputs"]      # PyTorch fp32, same model and search
+                r["same_as_pytorch_fp32"] = 100.0 * sum(a == b for a, b in zip(r["outputs"], reference)) / len(
+                    reference)
+            print(f"[{row}] " + ", ".join(f"{m}: {r['words_per_s']:,.0f} w/s, WER {r['wer']:.2f}, "
+                                          f"{r['same_as_pytorch_fp32']:.2f}% same" for m, r in results[row].items()),
+                  file=sys.stderr)
     if args.skip_onmt:
         pass
     elif Path(args.onmt_env, "bin", "python").exists():
@@ -159,13 +198,22 @@ def main(argv=None) -> None:
               file=sys.stderr)
     print(f"\nDecoding speed, {len(words):,} g014b2b test words, batch 64, {args.threads} threads, "
           f"models trained {args.train_steps} updates")
-    print(f"{'model':12s} {'greedy w/s':>11s} {'beam-5 w/s':>11s}")
+    print(f"{'model':24s} {'greedy w/s':>11s} {'WER':>6s} {'beam-5 w/s':>11s} {'WER':>6s}")
     for name, r in results.items():
-        print(f"{name:12s} {r['greedy']['words_per_s']:>11,.0f} {r['beam5']['words_per_s']:>11,.0f}")
+        print(f"{name:24s} {r['greedy']['words_per_s']:>11,.0f} {r['greedy'].get('wer', float('nan')):>6.2f} "
+              f"{r['beam5']['words_per_s']:>11,.0f} {r['beam5'].get('wer', float('nan')):>6.2f}")
+    for name in [n for n in results if n.startswith("identical_onnx")] + (["onmt"] if "onmt" in results else []):
+        base = results["identical"]
+        print(f"{name} / identical (PyTorch fp32): greedy "
+              f"{results[name]['greedy']['words_per_s'] / base['greedy']['words_per_s']:.2f}x, beam-5 "
+              f"{results[name]['beam5']['words_per_s'] / base['beam5']['words_per_s']:.2f}x")
     if "onmt" in results:
-        for name in ("identical", "identical_bf16", "default"):
+        for name in [n for n in results if n != "onmt"]:
             print(f"{name} / onmt: greedy {results[name]['greedy']['words_per_s'] / results['onmt']['greedy']['words_per_s']:.2f}x, "
                   f"beam-5 {results[name]['beam5']['words_per_s'] / results['onmt']['beam5']['words_per_s']:.2f}x")
+    for r in results.values():                      # outputs are for the agreement above, not the JSON
+        for mode in r.values():
+            mode.pop("outputs", None)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
 

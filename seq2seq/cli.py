@@ -106,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
     av.add_argument("run")
     av.add_argument("--last", type=int, default=None, help="how many (default: all kept, training.keep_checkpoints)")
 
+    ex = sub.add_parser("export", help="export a text run to ONNX: encoder and decoder-step graphs for onnxruntime")
+    ex.add_argument("run")
+    ex.add_argument("--format", default="onnx", choices=["onnx"], help="what to write (onnx)")
+    ex.add_argument("--out", required=True, help="directory to write (predict, evaluate and serve load it as a run)")
+    ex.add_argument("--checkpoint", default="best", help="best, last or averaged")
+    ex.add_argument("--quantize", choices=["int8"], help="int8: dynamic quantization of the weights (onnxruntime)")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
+
     pa = sub.add_parser("plot-attention", help="draw one prediction's attention (from predict --attention) as PNG")
     pa.add_argument("file", help="JSON written by predict --attention")
     pa.add_argument("--index", type=int, default=0, help="which source (0-based line number)")
@@ -396,6 +405,15 @@ def _cmd_plot_attention(args) -> None:
     print(f"wrote {args.out}", file=sys.stderr)
 
 
+def _cmd_export(args) -> None:
+    from seq2seq.export import export_onnx
+
+    manifest = export_onnx(args.run, args.out, args.checkpoint, args.quantize, args.opset, args.overwrite)
+    kind = "int8" if manifest["quantization"] else "fp32"
+    print(f"exported {args.run} ({args.checkpoint}, {kind}, opset {args.opset}) to {args.out}: "
+          f"{', '.join(manifest['files'])}; decode it with: seq2seq predict {args.out}", file=sys.stderr)
+
+
 def _cmd_data(args) -> None:
     if args.dataset in ("statsmodels", "sine"):
         from seq2seq.forecast.cli import data_command
@@ -433,7 +451,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     warnings.formatwarning = lambda message, *_, **__: f"seq2seq: warning: {message}\n"
     handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "data": _cmd_data,
                 "plot-attention": _cmd_plot_attention, "average": _cmd_average, "sample": _cmd_sample,
-                "chat": _cmd_chat, "serve": _cmd_serve}
+                "chat": _cmd_chat, "serve": _cmd_serve, "export": _cmd_export}
     try:
         handlers[args.command](args)
     except Seq2SeqError as e:

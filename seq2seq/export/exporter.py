@@ -13,7 +13,11 @@ quantized per call) to the matrix products and RNN cells of both graphs.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,7 +25,8 @@ from typing import Optional
 
 import torch
 
-from seq2seq.config import dump_config
+from seq2seq.config import dump_config, load_config
+from seq2seq.data.vocab import Vocabulary
 from seq2seq.errors import Seq2SeqError
 from seq2seq.export.graphs import EncoderGraph, StepGraph, check_exportable
 from seq2seq.export.manifest import FORMAT, VERSION, write_manifest
@@ -30,14 +35,13 @@ DEFAULT_OPSET = 17
 TOLERANCE = 1e-4          # fp32 export check: largest |onnxruntime - PyTorch| on the sample
 
 
-def _sample(corpus) -> tuple[torch.Tensor, torch.Tensor]:
+def _sample(model) -> tuple[torch.Tensor, torch.Tensor]:
     """Two padded sources of unequal length (so the packed encoder path is traced)."""
-    gen = torch.Generator().manual_seed(0)
-    first = corpus.src_vocab.eos_id + 1                       # past the specials
-    src = torch.randint(first, max(first + 1, len(corpus.src_vocab)), (2, 6), generator=gen)
-    lengths = torch.tensor([6, 4])
-    src[1, 4:] = corpus.src_vocab.pad_id
-    return src, lengths
+    first = Vocabulary.eos_id + 1                              # past the specials
+    vocab = model.encoder.embedding.num_embeddings
+    src = torch.randint(first, max(first + 1, vocab), (2, 6), generator=torch.Generator().manual_seed(0))
+    src[1, 4:] = Vocabulary.pad_id
+    return src, torch.tensor([6, 4])
 
 
 def _axes(names: list[str], kinds: dict[str, dict[int, str]]) -> dict[str, dict[int, str]]:
@@ -53,10 +57,30 @@ def _dynamic_axes(batch: str) -> dict[str, dict[int, str]]:
             "context": {0: "sources"}, "logits": {0: batch}, "attention": {0: batch, 1: "src_len"}}
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's and quantizer's chatter: Python warnings (tracer notes on
+    Python ints in shapes), C++ log lines on file descriptor 2 (``prim::PackPadded`` has
+    no shape inference; the graph's shapes are checked by running it) and onnxruntime's
+    quantization advice on the root logger."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    level = logging.getLogger().level
+    try:
+        with open(os.devnull, "w") as null, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logging.getLogger().setLevel(logging.ERROR)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        logging.getLogger().setLevel(level)
+
+
 def _export(module: torch.nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
             axes: dict, opset: int) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")            # tracer warnings about Python ints in shapes
+    with _quiet():
         torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
                           dynamic_axes=_axes(input_names + output_names, axes), opset_version=opset,
                           do_constant_folding=True, dynamo=False)
@@ -97,15 +121,15 @@ def _check(folder: Path, encoder: EncoderGraph, step: StepGraph, src, lengths, e
     worst = max(float((torch.from_numpy(a).float() - b.float()).abs().max()) for a, b in zip(enc, expected_enc))
     named = dict(zip(encoder.output_names, expected_enc))
     index = torch.arange(src.size(0)).repeat_interleave(2)                      # a beam of 2 per source
-    feeds = {"prev": torch.randint(4, step.decoder.vocab_size, (index.numel(),),
-                                   generator=torch.Generator().manual_seed(1))}
+    gen = torch.Generator().manual_seed(1)
+    feeds = {"prev": torch.randint(Vocabulary.eos_id + 1, step.decoder.vocab_size, (index.numel(),), generator=gen)}
     for name in step.input_names[1:]:
         if name in ("h", "c"):
             feeds[name] = named[name].index_select(1, index)
         elif name == "feed":
-            feeds[name] = torch.rand(index.numel(), step.decoder.hidden_size, generator=torch.Generator())
+            feeds[name] = torch.rand(index.numel(), step.decoder.hidden_size, generator=gen)
         elif name == "coverage":
-            feeds[name] = torch.rand(index.numel(), src.size(1), generator=torch.Generator()) * lengths[index, None]
+            feeds[name] = torch.rand(index.numel(), src.size(1), generator=gen) * lengths[index, None]
         else:
             feeds[name] = named[name]
     with torch.no_grad():
@@ -125,8 +149,49 @@ def _quantize(folder: Path) -> None:
         fp32 = folder / name
         tmp = folder / f"{name}.fp32"
         fp32.rename(tmp)
-        quantize_dynamic(str(tmp), str(fp32), weight_type=QuantType.QInt8)
+        with _quiet():
+            quantize_dynamic(str(tmp), str(fp32), weight_type=QuantType.QInt8)
         tmp.unlink()
+
+
+def write_graphs(model: torch.nn.Module, folder: Path, opset: int = DEFAULT_OPSET, quantize: Optional[str] = None
+                 ) -> dict:
+    """Write ``encoder.onnx`` and ``decoder_step.onnx`` of ``model`` (eval mode, CPU) into ``folder``.
+
+    Returns:
+        Per graph its file, inputs and outputs (names, dtypes, shapes), and
+        ``fp32_max_abs_error``: the largest difference from PyTorch on the sample.
+
+    Raises:
+        Seq2SeqError: a model that cannot be exported yet, or fp32 graphs that do not
+            reproduce PyTorch's encoder and step within TOLERANCE.
+    """
+    check_exportable(model)
+    encoder, step = EncoderGraph(model).eval(), StepGraph(model.decoder).eval()
+    src, lengths = _sample(model)
+    with torch.no_grad():
+        _export(encoder, (src, lengths), folder / "encoder.onnx", ["src", "src_lengths"], encoder.output_names,
+                _dynamic_axes("batch"), opset)
+        named = dict(zip(encoder.output_names, encoder(src, lengths)))
+        index = torch.arange(2).repeat_interleave(2)                     # trace with a beam of 2
+        args = [torch.full((4,), Vocabulary.bos_id)]
+        for name in step.input_names[1:]:
+            if name in ("h", "c"):
+                args.append(named[name].index_select(1, index))
+            elif name == "feed":
+                args.append(torch.zeros(4, model.decoder.hidden_size))
+            elif name == "coverage":
+                args.append(torch.zeros(4, src.size(1)))
+            else:
+                args.append(named[name])
+        _export(step, tuple(args), folder / "decoder_step.onnx", step.input_names, step.output_names,
+                _dynamic_axes("rows"), opset)
+    error = _check(folder, encoder, step, src, lengths, exact=True)
+    if quantize:
+        _quantize(folder)
+    return {"encoder": {"file": "encoder.onnx", **_graph_signature(folder / "encoder.onnx")},
+            "decoder_step": {"file": "decoder_step.onnx", **_graph_signature(folder / "decoder_step.onnx")},
+            "fp32_max_abs_error": error}
 
 
 def export_onnx(run_dir: str | Path, out: str | Path, checkpoint: str = "best", quantize: Optional[str] = None,
@@ -161,50 +226,28 @@ def export_onnx(run_dir: str | Path, out: str | Path, checkpoint: str = "best", 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise Seq2SeqError(f"{out}: exists and is not empty (choose another --out, or pass --overwrite)")
+    config_file = Path(run_dir) / "config.yaml"
+    task = load_config(config_file).task if config_file.is_file() else "text"   # Seq2Seq.load names a missing file
+    if task != "text":
+        raise Seq2SeqError(f"cannot export: {run_dir} is a {task} run; only text runs export to ONNX yet")
     loaded = Seq2Seq.load(run_dir, checkpoint, device="cpu")
-    if loaded.config.task != "text":
-        raise Seq2SeqError(f"cannot export: {run_dir} is a {loaded.config.task} run; only text runs export to "
-                           "ONNX yet")
     model = loaded.model
-    check_exportable(model)
-    encoder, step = EncoderGraph(model).eval(), StepGraph(model.decoder).eval()
-    src, lengths = _sample(loaded.corpus)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        with torch.no_grad():
-            _export(encoder, (src, lengths), tmp / "encoder.onnx", ["src", "src_lengths"], encoder.output_names,
-                    _dynamic_axes("batch"), opset)
-            named = dict(zip(encoder.output_names, encoder(src, lengths)))
-            index = torch.arange(2).repeat_interleave(2)                     # trace with a beam of 2
-            args = [torch.full((4,), loaded.corpus.tgt_vocab.bos_id)]
-            for name in step.input_names[1:]:
-                if name in ("h", "c"):
-                    args.append(named[name].index_select(1, index))
-                elif name == "feed":
-                    args.append(torch.zeros(4, model.decoder.hidden_size))
-                elif name == "coverage":
-                    args.append(torch.zeros(4, src.size(1)))
-                else:
-                    args.append(named[name])
-            _export(step, tuple(args), tmp / "decoder_step.onnx", step.input_names, step.output_names,
-                    _dynamic_axes("rows"), opset)
-        fp32_error = _check(tmp, encoder, step, src, lengths, exact=True)
-        if quantize:
-            _quantize(tmp)
+        graphs = write_graphs(model, tmp, opset, quantize)
         dump_config(loaded.config, tmp / "config.yaml")
         loaded.corpus.save(tmp)
         manifest = {
             "format": FORMAT, "version": VERSION, "task": "text", "source_run": str(Path(run_dir).resolve()),
             "checkpoint": checkpoint, "quantization": quantize, "opset": opset, "exporter": "torchscript",
-            "fp32_max_abs_error": fp32_error,
+            "fp32_max_abs_error": graphs.pop("fp32_max_abs_error"),
             "versions": {"seq2seq": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                          "onnxruntime": onnxruntime.__version__},
-            "graphs": {"encoder": {"file": "encoder.onnx", **_graph_signature(tmp / "encoder.onnx")},
-                       "decoder_step": {"file": "decoder_step.onnx", **_graph_signature(tmp / "decoder_step.onnx")}},
+            "graphs": graphs,
             "config": loaded.config.model_dump(),
         }
-        write_manifest(tmp, manifest)
+        manifest = write_manifest(tmp, manifest)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

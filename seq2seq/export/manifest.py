@@ -28,11 +28,13 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """Write ``folder/manifest.json``: ``manifest`` plus ``files``, the SHA-256 of every
-    other file in ``folder`` (atomically)."""
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write ``folder/manifest.json`` (atomically): ``manifest`` plus ``files``, the
+    SHA-256 of every other file in ``folder``.  Returns what was written."""
     files = {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
-    atomic_write_text(folder / MANIFEST, json.dumps({**manifest, "files": files}, indent=1) + "\n")
+    manifest = {**manifest, "files": files}
+    atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return manifest
 
 
 def is_export(folder: Path) -> bool:

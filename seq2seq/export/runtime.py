@@ -75,24 +75,30 @@ class OnnxDecoder:
 
 class OnnxEncoderDecoder(nn.Module):
     """The search's model interface (``encode``, ``decoder.step``, and a teacher-forced
-    pass for the loss) over an exported directory's two graphs.
+    pass for the loss) over an exported model's two graphs.
 
     Args:
-        folder: the exported directory (already checked, :func:`~seq2seq.export.manifest.read_manifest`).
-        manifest: its manifest.
+        encoder: path of ``encoder.onnx``; step: path of ``decoder_step.onnx``.
+        hidden_size: the decoder's H (the zero ``feed`` of an input-feeding start state).
         threads: onnxruntime intra-op threads (default: torch's thread count).
     """
 
-    def __init__(self, folder: Path, manifest: dict, threads: Optional[int] = None):
+    def __init__(self, encoder: Path, step: Path, hidden_size: int, threads: Optional[int] = None):
         super().__init__()
         threads = threads or torch.get_num_threads()
-        graphs = manifest["graphs"]
-        self.encoder_graph = session(Path(folder) / graphs["encoder"]["file"], threads)
-        step = session(Path(folder) / graphs["decoder_step"]["file"], threads)
+        self.encoder_graph = session(Path(encoder), threads)
         self.encoder_outputs = [o.name for o in self.encoder_graph.get_outputs()]
+        step = session(Path(step), threads)
         rows = [o.name.removesuffix("_out") for o in step.get_outputs() if o.name.endswith("_out")]
-        self.decoder = OnnxDecoder(step, rows, manifest["config"]["model"]["decoder"]["hidden_size"])
+        self.decoder = OnnxDecoder(step, rows, hidden_size)
         self.latent = None
+
+    @classmethod
+    def from_manifest(cls, folder: Path, manifest: dict, threads: Optional[int] = None) -> "OnnxEncoderDecoder":
+        """The graphs of an exported directory (checked: :func:`~seq2seq.export.manifest.read_manifest`)."""
+        graphs = manifest["graphs"]
+        return cls(Path(folder) / graphs["encoder"]["file"], Path(folder) / graphs["decoder_step"]["file"],
+                   manifest["config"]["model"]["decoder"]["hidden_size"], threads)
 
     def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor, src_ext: Optional[Tensor] = None
                ) -> tuple[None, DecoderState]:
