@@ -70,11 +70,14 @@ def wer(outputs: list[list[int]], tv, references) -> float:
     return word_error_rate(hyps, references[:len(hyps)])
 
 
-def decode_onnx(model, words: list[str], sv, tv, beam: int, repeats: int, quantize, threads: int) -> dict:
-    """Export ``model``'s encoder and decoder step (``seq2seq.export``, int8 when
-    ``quantize``) and decode through onnxruntime with the same search code."""
+def decode_row(model, kind: str, words: list[str], sv, tv, beam: int, repeats: int, threads: int) -> dict:
+    """Decode with PyTorch (``fp32``, ``bf16``), or export ``model``'s encoder and decoder
+    step (``seq2seq.export``; ``onnx_fp32``, ``onnx_int8``) and decode through
+    onnxruntime with the same search code."""
+    if not kind.startswith("onnx"):
+        return decode_ours(model, words, sv, tv, beam, repeats, kind)
     with tempfile.TemporaryDirectory() as folder:
-        write_graphs(model, Path(folder), quantize=quantize)
+        write_graphs(model, Path(folder), quantize="int8" if kind == "onnx_int8" else None)
         graphs = OnnxEncoderDecoder(Path(folder, "encoder.onnx"), Path(folder, "decoder_step.onnx"),
                                     model.decoder.hidden_size, threads)
         return decode_ours(graphs, words, sv, tv, beam, repeats)
@@ -168,15 +171,12 @@ def main(argv=None) -> None:
     default_cfg = load_config(HERE.parent / "configs" / "g2p_cmudict.yaml").model
     for name, cfg in (("identical", IDENTICAL), ("default", default_cfg)):
         model = train_ours(cfg, dataset, sv, tv, args.train_steps)
-        rows = {name: lambda beam: decode_ours(model, words, sv, tv, beam, args.repeats)}
-        if name == "identical":           # the same weights, matrix products in bfloat16
-            rows["identical_bf16"] = lambda beam: decode_ours(model, words, sv, tv, beam, args.repeats, "bf16")
-        if not args.skip_onnx:            # the same weights, exported (fp32, int8) and run by onnxruntime
-            for quantize in (None, "int8"):
-                rows[f"{name}_onnx_{quantize or 'fp32'}"] = lambda beam, q=quantize: decode_onnx(
-                    model, words, sv, tv, beam, args.repeats, q, args.threads)
-        for row, decode in rows.items():
-            results[row] = {"greedy": decode(1), "beam5": decode(5)}
+        kinds = ["fp32"] + (["bf16"] if name == "identical" else []) + ([] if args.skip_onnx else
+                                                                         ["onnx_fp32", "onnx_int8"])
+        for kind in kinds:
+            row = name if kind == "fp32" else f"{name}_{kind}"
+            results[row] = {mode: decode_row(model, kind, words, sv, tv, beam, args.repeats, args.threads)
+                            for mode, beam in (("greedy", 1), ("beam5", 5))}
             for mode, r in results[row].items():
                 r["wer"] = wer(r["outputs"], tv, references)
                 reference = results[name][mode]["outputs"]      # PyTorch fp32, same model and search

@@ -29,7 +29,7 @@ from seq2seq.config import dump_config, load_config
 from seq2seq.data.vocab import Vocabulary
 from seq2seq.errors import Seq2SeqError
 from seq2seq.export.graphs import EncoderGraph, StepGraph, check_exportable
-from seq2seq.export.manifest import FORMAT, VERSION, write_manifest
+from seq2seq.export.manifest import FORMAT, VERSION, require_onnx, write_manifest
 
 DEFAULT_OPSET = 17
 TOLERANCE = 1e-4          # fp32 export check: largest |onnxruntime - PyTorch| on the sample
@@ -213,6 +213,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, checkpoint: str = "best", 
         Seq2SeqError: a model that cannot be exported yet (one line: why), an existing
             ``out``, an fp32 graph that does not reproduce PyTorch, or a bad option.
     """
+    require_onnx()
     import onnx
     import onnxruntime
 

@@ -19,6 +19,16 @@ FORMAT = "seq2seq-onnx"
 VERSION = 1
 
 
+def require_onnx() -> None:
+    """Raises:
+        Seq2SeqError: onnx or onnxruntime is not installed (saying how to install them)."""
+    import importlib.util
+
+    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise Seq2SeqError(f"ONNX export and decoding need {' and '.join(missing)}: pip install 'seq2seq[onnx]'")
+
+
 def sha256(path: Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
@@ -49,6 +59,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         Seq2SeqError: an unreadable manifest or one of another format, a listed file
             that is missing, or one whose SHA-256 differs (naming the file).
     """
+    require_onnx()
     path = Path(folder) / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))

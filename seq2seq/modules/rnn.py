@@ -88,8 +88,12 @@ def _cell(kind: type, gates: Tensor, h: Tensor, c: Optional[Tensor], w_hh_t: Ten
     if kind is nn.LSTM:
         gates = torch.addmm(gates, h, w_hh_t).float()
         hidden = h.size(1)
-        # One sigmoid for all four gates: tanh(g) = 2 sigmoid(2g) - 1.
-        gates[:, 2 * hidden:3 * hidden].mul_(2)
+        # One sigmoid for all four gates: tanh(g) = 2 sigmoid(2g) - 1.  (In an ONNX export a
+        # Mul by a constant [1, 1, 2, 1] per gate, not the in-place slice, which exports as ScatterND.)
+        if torch.onnx.is_in_onnx_export():
+            gates = gates * torch.ones(4, 1).index_fill_(0, torch.tensor([2]), 2.0).expand(4, hidden).reshape(-1)
+        else:
+            gates[:, 2 * hidden:3 * hidden].mul_(2)
         i, f, g, o = gates.sigmoid_().chunk(4, dim=1)
         c = torch.addcmul(f * c, i, g * 2 - 1)
         return o * logistic_tanh(c), c
