@@ -406,7 +406,7 @@ def _cmd_plot_attention(args) -> None:
 
 
 def _cmd_export(args) -> None:
-    from seq2seq.export import export_onnx
+    from seq2seq.export.exporter import export_onnx
 
     manifest = export_onnx(args.run, args.out, args.checkpoint, args.quantize, args.opset, args.overwrite)
     kind = "int8" if manifest["quantization"] else "fp32"

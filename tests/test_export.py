@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from seq2seq.api import Seq2Seq
 from seq2seq.errors import Seq2SeqError
-from seq2seq.export import export_onnx
+from seq2seq.export.exporter import export_onnx
 from seq2seq.serve.app import create_app
 from seq2seq.serve.models import load_model
 from seq2seq.training import train
@@ -183,3 +183,19 @@ def test_an_exported_directory_is_served(exported):
         r = client.post("/v1/models/g2p/predict", json={"inputs": SOURCES})
     assert r.status_code == 200, r.text
     assert [res["hypotheses"][0]["text"] for res in r.json()["results"]] == expected
+
+
+@pytest.mark.parametrize("variant", ["gru_luong_general", "lstm_input_feeding_2_layers", "concat_coverage"])
+def test_the_readme_greedy_loop_in_plain_onnxruntime_matches(exported, variant):
+    """The README's "another runtime" block, run as written: numpy + onnxruntime alone."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("Greedy search with onnxruntime alone", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(block, scope)
+    run, folder = exported[variant]
+    model = Seq2Seq.load(run, device="cpu")
+    expected = model.predict(SOURCES)
+    d = model.config.decoding                                        # the same length cap as predict's
+    got = [" ".join(scope["greedy"](str(folder), s.split(), int(d.max_len_a * len(s.split()) + d.max_len_b)))
+           for s in SOURCES]
+    assert got == expected
