@@ -199,3 +199,42 @@ def test_the_readme_greedy_loop_in_plain_onnxruntime_matches(exported, variant):
     got = [" ".join(scope["greedy"](str(folder), s.split(), int(d.max_len_a * len(s.split()) + d.max_len_b)))
            for s in SOURCES]
     assert got == expected
+
+
+FORECAST_VARIANTS = {
+    "lstm_quantiles_fed_back": {"model": {"quantiles": [0.1, 0.5, 0.9]}},
+    "gru_attention_regression": {"model": {"encoder": {"cell": "gru"},
+                                           "decoder": {"cell": "gru", "attention": "bahdanau"}}},
+    "no_feedback_whole_horizon": {"model": {"decoder": {"feed_previous_output": False, "attention": "luong_dot"}}},
+}
+
+
+@pytest.mark.parametrize("variant", list(FORECAST_VARIANTS))
+def test_a_forecast_run_exports_and_forecasts_the_same(tmp_path, variant):
+    import numpy as np
+    import pandas as pd
+
+    from seq2seq.config import ForecastConfig, config_from_dict
+    from seq2seq.forecast.api import Forecaster
+
+    times = pd.date_range("2000-01-01", periods=90, freq="MS")
+    frame = pd.DataFrame({"time": times.strftime("%Y-%m-%d"), "y": np.sin(np.arange(90) * 2 * np.pi / 12) + 10})
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    raw = {"task": "forecast", "name": "monthly",
+           "data": {"path": str(tmp_path / "m.csv"), "value_columns": ["y"], "input_len": 12, "horizon": 6,
+                    "valid_size": 12, "test_size": 12, "calendar": ["month"], "season": 12},
+           "training": {"max_steps": 10, "validate_every": 10, "progress_bar": False}}
+    for section, values in FORECAST_VARIANTS[variant].items():
+        raw[section] = values
+    run = train(config_from_dict(raw, schema=ForecastConfig), tmp_path / "run")
+    proc = run_cli("export", run, "--out", tmp_path / "onnx", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    assert manifest["task"] == "forecast" and "scalers.json" in manifest["files"]
+    a, b = Forecaster.load(run, device="cpu"), Forecaster.load(tmp_path / "onnx")
+    history = frame.iloc[:60]
+    for horizon in (6, 9):                                  # the run's horizon, and a longer one
+        fa, fb = a.predict(history, horizon=horizon), b.predict(history, horizon=horizon)
+        assert list(fa.columns) == list(fb.columns) and len(fa) == horizon
+        numeric = [c for c in fa.columns if c not in ("time", "series")]
+        assert np.allclose(fa[numeric].to_numpy(float), fb[numeric].to_numpy(float), atol=1e-4)

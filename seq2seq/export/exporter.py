@@ -28,7 +28,8 @@ import torch
 from seq2seq.config import dump_config, load_config
 from seq2seq.data.vocab import Vocabulary
 from seq2seq.errors import Seq2SeqError
-from seq2seq.export.graphs import EncoderGraph, StepGraph, check_exportable
+from seq2seq.export.graphs import (EncoderGraph, ForecastDecoderGraph, ForecastEncoderGraph, StepGraph,
+                                   check_exportable)
 from seq2seq.export.manifest import FORMAT, VERSION, require_onnx, write_manifest
 
 DEFAULT_OPSET = 17
@@ -142,10 +143,10 @@ def _check(folder: Path, encoder: EncoderGraph, step: StepGraph, src, lengths, e
     return worst
 
 
-def _quantize(folder: Path) -> None:
+def _quantize(folder: Path, names: tuple[str, ...] = ("encoder.onnx", "decoder_step.onnx")) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    for name in ("encoder.onnx", "decoder_step.onnx"):
+    for name in names:
         fp32 = folder / name
         tmp = folder / f"{name}.fp32"
         fp32.rename(tmp)
@@ -194,9 +195,61 @@ def write_graphs(model: torch.nn.Module, folder: Path, opset: int = DEFAULT_OPSE
             "fp32_max_abs_error": error}
 
 
+def write_forecast_graphs(model: torch.nn.Module, folder: Path, config, opset: int = DEFAULT_OPSET,
+                          quantize: Optional[str] = None) -> dict:
+    """Write ``encoder.onnx`` and ``decoder.onnx`` of a forecast model into ``folder``.
+
+    Args:
+        model: a :class:`~seq2seq.forecast.model.ForecastModel` (eval mode, CPU).
+        config: the run's :class:`~seq2seq.config.ForecastConfig` (window sizes of the sample).
+
+    Returns:
+        Per graph its file, inputs and outputs, and ``fp32_max_abs_error``: the largest
+        difference between the forecasts of onnxruntime and PyTorch on the sample.
+
+    Raises:
+        Seq2SeqError: a decoder without inputs, or fp32 graphs that do not reproduce
+            PyTorch's forecasts within TOLERANCE.
+    """
+    from seq2seq.export.runtime import OnnxForecastModel
+
+    if model.decoder.input_features == 0:
+        raise Seq2SeqError("cannot export: a forecast decoder without inputs (no calendar features and "
+                           "model.decoder.feed_previous_output false)")
+    encoder, decoder = ForecastEncoderGraph(model).eval(), ForecastDecoderGraph(model).eval()
+    input_len, horizon = config.data.input_len, config.data.horizon
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, input_len, model.values + model.calendar, generator=gen)
+    with torch.no_grad():
+        _export(encoder, (x,), folder / "encoder.onnx", ["x"], encoder.output_names,
+                {"x": {0: "batch", 1: "input_len"}, **_dynamic_axes("batch")}, opset)
+        named = dict(zip(encoder.output_names, encoder(x)))
+        inputs = torch.randn(2, 2, model.decoder.input_features, generator=gen)   # two steps: any count works
+        _export(decoder, (inputs, *(named[n] for n in decoder.input_names[1:])), folder / "decoder.onnx",
+                decoder.input_names, decoder.output_names,
+                {"inputs": {0: "batch", 1: "steps"}, "outputs": {0: "batch", 1: "steps"},
+                 "states": {0: "batch", 1: "input_len"}, "keys": {0: "batch", 1: "input_len"},
+                 **{k: v for k, v in _dynamic_axes("batch").items() if k in ("h", "c")}}, opset)
+    past = torch.randn(2, input_len, model.values, generator=gen)
+    past_cal = torch.rand(2, input_len, model.calendar, generator=gen)
+    future_cal = torch.rand(2, horizon, model.calendar, generator=gen)
+    graphs = OnnxForecastModel(folder / "encoder.onnx", folder / "decoder.onnx", config.model, model.values,
+                               model.calendar, threads=1)
+    with torch.no_grad():
+        error = float((graphs(past, past_cal, future_cal) - model(past, past_cal, future_cal)).abs().max())
+    if error > TOLERANCE:
+        raise Seq2SeqError(f"cannot export: onnxruntime's forecasts differ from PyTorch's by {error:.2e} on a "
+                           f"sample (limit {TOLERANCE:g}); nothing was written")
+    if quantize:
+        _quantize(folder, ("encoder.onnx", "decoder.onnx"))
+    return {"encoder": {"file": "encoder.onnx", **_graph_signature(folder / "encoder.onnx")},
+            "decoder": {"file": "decoder.onnx", **_graph_signature(folder / "decoder.onnx")},
+            "fp32_max_abs_error": error}
+
+
 def export_onnx(run_dir: str | Path, out: str | Path, checkpoint: str = "best", quantize: Optional[str] = None,
                 opset: int = DEFAULT_OPSET, overwrite: bool = False) -> dict:
-    """Export a trained text run for onnxruntime (or any ONNX runtime).
+    """Export a trained text or forecast run for onnxruntime (or any ONNX runtime).
 
     Args:
         run_dir: the run directory (``seq2seq train``).
@@ -228,19 +281,25 @@ def export_onnx(run_dir: str | Path, out: str | Path, checkpoint: str = "best", 
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise Seq2SeqError(f"{out}: exists and is not empty (choose another --out, or pass --overwrite)")
     config_file = Path(run_dir) / "config.yaml"
-    task = load_config(config_file).task if config_file.is_file() else "text"   # Seq2Seq.load names a missing file
-    if task != "text":
-        raise Seq2SeqError(f"cannot export: {run_dir} is a {task} run; only text runs export to ONNX yet")
-    loaded = Seq2Seq.load(run_dir, checkpoint, device="cpu")
-    model = loaded.model
+    task = load_config(config_file).task if config_file.is_file() else "text"   # the loaders name a missing file
+    if task == "forecast":
+        from seq2seq.forecast.api import Forecaster
+
+        loaded = Forecaster.load(run_dir, checkpoint, device="cpu")
+    else:
+        loaded = Seq2Seq.load(run_dir, checkpoint, device="cpu")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        graphs = write_graphs(model, tmp, opset, quantize)
+        if task == "forecast":
+            graphs = write_forecast_graphs(loaded.model, tmp, loaded.config, opset, quantize)
+            shutil.copyfile(Path(run_dir) / "scalers.json", tmp / "scalers.json")
+        else:
+            graphs = write_graphs(loaded.model, tmp, opset, quantize)
+            loaded.corpus.save(tmp)
         dump_config(loaded.config, tmp / "config.yaml")
-        loaded.corpus.save(tmp)
         manifest = {
-            "format": FORMAT, "version": VERSION, "task": "text", "source_run": str(Path(run_dir).resolve()),
+            "format": FORMAT, "version": VERSION, "task": task, "source_run": str(Path(run_dir).resolve()),
             "checkpoint": checkpoint, "quantization": quantize, "opset": opset, "exporter": "torchscript",
             "fp32_max_abs_error": graphs.pop("fp32_max_abs_error"),
             "versions": {"seq2seq": __version__, "torch": torch.__version__, "onnx": onnx.__version__,

@@ -27,8 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq.errors import Seq2SeqError
+from seq2seq.forecast.model import ForecastModel
 from seq2seq.modules.decoders import DecoderState, RNNDecoder, SourceMemory
-from seq2seq.modules.encoders import RNNEncoder
+from seq2seq.modules.encoders import EncoderOutput, RNNEncoder
 
 SOURCE_FIELDS = ("mask", "states", "keys", "memory_proj", "context")
 
@@ -38,15 +39,18 @@ def unsupported(model: nn.Module) -> Optional[str]:
 
     Exportable: RNN encoders (any cell, layers, bidirectional, reversed source) and RNN
     decoders with any attention, input feeding, coverage, the context at every step,
-    Cho's maxout readout and tied embeddings.  Not yet: Transformer encoders or
+    Cho's maxout readout and tied embeddings; forecast models (every cell and
+    attention, the regression or quantile head).  Not yet: Transformer encoders or
     decoders, copy attention (its extended vocabulary changes size per batch) and
     variational models (their prior sampling needs the latent on the host).
     """
+    if isinstance(model, ForecastModel):
+        return None
     if not isinstance(model.encoder, RNNEncoder):
         return "a Transformer encoder cannot be exported to ONNX yet (RNN encoders can)"
     if not isinstance(model.decoder, RNNDecoder):
         return "a Transformer decoder cannot be exported to ONNX yet (RNN decoders can)"
-    if model.decoder.copy:
+    if getattr(model.decoder, "copy", False):
         return "copy attention cannot be exported to ONNX yet (its extended vocabulary changes size per batch)"
     if getattr(model, "latent", None) is not None:
         return "a variational model (model.latent_size) cannot be exported to ONNX yet"
@@ -136,3 +140,50 @@ def check_exportable(model: nn.Module) -> None:
     why = unsupported(model)
     if why is not None:
         raise Seq2SeqError(f"cannot export: {why}")
+
+
+class ForecastEncoderGraph(nn.Module):
+    """:meth:`~seq2seq.forecast.model.ForecastModel.encode` with tensors in and out.
+
+    ``x (B, L, V + C)`` the normalised past values and calendar features -> ``h`` (and
+    ``c``) ``(layers, B, H)``, ``states (B, L, M)`` and, with attention, ``keys (B, L, K)``.
+    Window normalisation and the rescaling of the forecast stay on the host (cheap and
+    exact), as does the loop over the horizon.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        lstm = isinstance(model.decoder.rnn, nn.LSTM)
+        self.output_names = (["h", "c"] if lstm else ["h"]) + ["states"] + (
+            ["keys"] if model.decoder.attention is not None else [])
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        hidden, encoded, keys = self.model.encode(x)
+        hidden = list(hidden) if isinstance(hidden, tuple) else [hidden]
+        return (*hidden, encoded.outputs, *([keys] if keys is not None else []))
+
+
+class ForecastDecoderGraph(nn.Module):
+    """:class:`~seq2seq.forecast.model.ForecastDecoder` over ``steps`` positions (one per
+    call while forecasting autoregressively, the whole horizon when nothing is fed back).
+
+    ``inputs (B, steps, F_in)``, ``h`` (``c``), ``states``, ``keys`` -> ``outputs
+    (B, steps, V x Q)`` in normalised units and ``h_out`` (``c_out``).
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.decoder = model.decoder
+        encoder_outputs = ForecastEncoderGraph(model).output_names
+        self.input_names = ["inputs"] + encoder_outputs
+        hidden = [n for n in encoder_outputs if n in ("h", "c")]
+        self.output_names = ["outputs"] + [f"{n}_out" for n in hidden]
+
+    def forward(self, inputs: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
+        named = dict(zip(self.input_names[1:], tensors))
+        hidden = (named["h"], named["c"]) if "c" in named else named["h"]
+        states = named["states"]
+        encoded = EncoderOutput(states, None, torch.ones(states.shape[:2], dtype=torch.bool))
+        out, hidden = self.decoder(inputs, hidden, encoded, named.get("keys"))
+        return (out, *(hidden if isinstance(hidden, tuple) else (hidden,)))

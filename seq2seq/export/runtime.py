@@ -16,8 +16,10 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from seq2seq.forecast.model import ForecastModel
 from seq2seq.models.encoder_decoder import Seq2SeqOutput
 from seq2seq.modules.decoders import DecoderState, SourceMemory
+from seq2seq.modules.encoders import EncoderOutput
 
 
 def session(path: Path, threads: int):
@@ -138,3 +140,61 @@ class OnnxEncoderDecoder(nn.Module):
             attention.append(weights)
         weights = torch.stack(attention, 1) if return_attention and attention[0] is not None else None
         return Seq2SeqOutput(torch.stack(logits, 1), weights)
+
+
+class OnnxForecastDecoder:
+    """The forecast decoder graph, called as :class:`~seq2seq.forecast.model.ForecastDecoder` is."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self.inputs = [i.name for i in graph.get_inputs()]
+        self.outputs = [o.name for o in graph.get_outputs()]
+
+    def __call__(self, inputs: Tensor, hidden, encoded, keys: Optional[Tensor]):
+        """inputs: (B, steps, F_in) -> outputs (B, steps, V x Q) and the next state."""
+        h, c = hidden if isinstance(hidden, tuple) else (hidden, None)
+        tensors = {"inputs": inputs, "h": h, "c": c, "states": encoded.outputs, "keys": keys}
+        out = dict(zip(self.outputs, (torch.from_numpy(a) for a in self.graph.run(
+            None, {name: _numpy(tensors[name]) for name in self.inputs}))))
+        return out["outputs"], ((out["h_out"], out["c_out"]) if "c_out" in out else out["h_out"])
+
+
+class OnnxForecastModel(ForecastModel):
+    """A forecast model whose encoder and decoder run in onnxruntime; window
+    normalisation, the autoregressive loop over the horizon, the quantile sort and the
+    rescaling are :class:`~seq2seq.forecast.model.ForecastModel`'s own host code.
+
+    Args:
+        encoder, decoder: paths of ``encoder.onnx`` and ``decoder.onnx``.
+        cfg: the run's ``model`` section; values: V; calendar: C.
+        threads: onnxruntime intra-op threads (default: torch's thread count).
+    """
+
+    def __init__(self, encoder: Path, decoder: Path, cfg, values: int, calendar: int,
+                 threads: Optional[int] = None):
+        nn.Module.__init__(self)                 # no torch layers: the graphs hold the weights
+        threads = threads or torch.get_num_threads()
+        self.values, self.calendar = values, calendar
+        self.quantiles = list(cfg.quantiles) or [0.5]
+        self.median = self.quantiles.index(0.5)
+        self.window_normalization = cfg.window_normalization
+        self.feed_previous = cfg.decoder.feed_previous_output
+        self.encoder_graph = session(Path(encoder), threads)
+        self.encoder_outputs = [o.name for o in self.encoder_graph.get_outputs()]
+        self.decoder = OnnxForecastDecoder(session(Path(decoder), threads))
+
+    @classmethod
+    def from_manifest(cls, folder: Path, manifest: dict, config, threads: Optional[int] = None
+                      ) -> "OnnxForecastModel":
+        """The graphs of an exported forecast directory (already checked)."""
+        graphs, d = manifest["graphs"], config.data
+        return cls(Path(folder) / graphs["encoder"]["file"], Path(folder) / graphs["decoder"]["file"],
+                   config.model, len(d.value_columns), 2 * len(d.calendar), threads)
+
+    def encode(self, x: Tensor):
+        """x: (B, L, V + C) -> the decoder's start state, the encoder output, the keys."""
+        out = dict(zip(self.encoder_outputs, (torch.from_numpy(a) for a in self.encoder_graph.run(
+            None, {"x": _numpy(x.float())}))))
+        hidden = (out["h"], out["c"]) if "c" in out else out["h"]
+        states = out["states"]
+        return hidden, EncoderOutput(states, None, torch.ones(states.shape[:2], dtype=torch.bool)), out.get("keys")

@@ -18,6 +18,7 @@ import torch
 from seq2seq.checkpoint import load_model_weights
 from seq2seq.config import ForecastConfig, load_config
 from seq2seq.errors import Seq2SeqError
+from seq2seq.export.manifest import is_export, read_manifest
 from seq2seq.forecast.baselines import baseline_forecast
 from seq2seq.forecast.evaluation import load_data, score_windows
 from seq2seq.forecast.series import Scaler, Series, calendar_features, future_times, read_series_csv, series_from_frame
@@ -39,19 +40,28 @@ class Forecaster:
 
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> "Forecaster":
-        """Load a forecast run directory.
+        """Load a forecast run directory, or one written by ``seq2seq export`` (decoded by
+        onnxruntime on the CPU; ``checkpoint`` and ``device`` do not apply).
 
         Raises:
-            Seq2SeqError: not a forecast run, or missing / corrupt checkpoint.
+            Seq2SeqError: not a forecast run, a missing / corrupt checkpoint, or an
+                exported file that differs from its manifest's checksum.
         """
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").exists():
             raise Seq2SeqError(f"{run_dir}: not a run directory (no config.yaml)")
+        exported = is_export(run_dir)          # seq2seq export: the checksums first, then onnxruntime on the CPU
+        manifest = read_manifest(run_dir) if exported else None
         config = load_config(run_dir / "config.yaml", schema=ForecastConfig)
         d = config.data
-        model = ForecastModel.from_config(config.model, len(d.value_columns), 2 * len(d.calendar))
-        load_model_weights(model, run_dir, checkpoint)
-        dev = resolve_device(device)
+        if exported:
+            from seq2seq.export.runtime import OnnxForecastModel
+
+            model, dev = OnnxForecastModel.from_manifest(run_dir, manifest, config), torch.device("cpu")
+        else:
+            model = ForecastModel.from_config(config.model, len(d.value_columns), 2 * len(d.calendar))
+            load_model_weights(model, run_dir, checkpoint)
+            dev = resolve_device(device)
         scalers = {k: Scaler.from_json(v) for k, v in
                    json.loads((run_dir / "scalers.json").read_text(encoding="utf-8")).items()}
         return cls(config, model.to(dev).eval(), scalers, dev, run_dir)

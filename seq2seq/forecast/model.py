@@ -133,6 +133,23 @@ class ForecastModel(nn.Module):
         parts = ([prev] if self.feed_previous else []) + [cal]
         return torch.cat(parts, -1)
 
+    def encode(self, x: Tensor) -> tuple[RNNState, EncoderOutput, Optional[Tensor]]:
+        """Encode a window and build the decoder's start state.
+
+        Args:
+            x: (B, L, V + C) the normalised past values and their calendar features.
+
+        Returns:
+            The decoder's initial state (layers, B, H) (or the LSTM pair), the encoder
+            output (states (B, L, M), mask all True) and the attention keys (B, L, K) or None.
+        """
+        batch, length = x.shape[:2]
+        lengths = torch.full((batch,), length, dtype=torch.long)
+        encoded = self.encoder(x, lengths, torch.ones(batch, length, dtype=torch.bool, device=x.device))
+        hidden = self.bridge(encoded.final, batch)
+        keys = self.decoder.attention.precompute(encoded.outputs) if self.decoder.attention is not None else None
+        return hidden, encoded, keys
+
     def forward(self, past: Tensor, past_cal: Tensor, future_cal: Tensor, future: Optional[Tensor] = None,
                 teacher_forcing: float = 1.0, steps: Optional[int] = None) -> Tensor:
         """Forecast the horizon.
@@ -151,17 +168,13 @@ class ForecastModel(nn.Module):
         Raises:
             ValueError: inconsistent shapes.
         """
-        batch, length, v = past.shape
+        batch, _, v = past.shape
         horizon = future_cal.size(1) if steps is None else steps
         if v != self.values or past_cal.shape[:2] != past.shape[:2] or future_cal.size(1) != horizon:
             raise ValueError(f"past {tuple(past.shape)}, past_cal {tuple(past_cal.shape)}, future_cal "
                              f"{tuple(future_cal.shape)} do not fit V={self.values} values, horizon {horizon}")
         shift, scale = self._normalizer(past)
-        x = torch.cat([(past - shift) / scale, past_cal], -1)
-        lengths = torch.full((batch,), length, dtype=torch.long)
-        encoded = self.encoder(x, lengths, torch.ones(batch, length, dtype=torch.bool, device=past.device))
-        hidden = self.bridge(encoded.final, batch)
-        keys = self.decoder.attention.precompute(encoded.outputs) if self.decoder.attention is not None else None
+        hidden, encoded, keys = self.encode(torch.cat([(past - shift) / scale, past_cal], -1))
         start = (past[:, -1:] - shift) / scale                            # y_{o-1}, normalised
         gold = None if future is None else (future - shift) / scale
         if not self.feed_previous or (gold is not None and teacher_forcing >= 1.0):
