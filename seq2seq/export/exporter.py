@@ -31,6 +31,7 @@ from seq2seq.errors import Seq2SeqError
 from seq2seq.export.graphs import (EncoderGraph, ForecastDecoderGraph, ForecastEncoderGraph, StepGraph,
                                    check_exportable)
 from seq2seq.export.manifest import FORMAT, VERSION, require_onnx, write_manifest
+from seq2seq.export.runtime import OnnxForecastModel, session
 
 DEFAULT_OPSET = 17
 TOLERANCE = 1e-4          # fp32 export check: largest |onnxruntime - PyTorch| on the sample
@@ -81,18 +82,15 @@ def _quiet():
 
 def _export(module: torch.nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
             axes: dict, opset: int) -> None:
-    with _quiet():
-        torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
-                          dynamic_axes=_axes(input_names + output_names, axes), opset_version=opset,
-                          do_constant_folding=True, dynamo=False)
-
-
-def _session(path: Path):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        with _quiet():
+            torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
+                              dynamic_axes=_axes(input_names + output_names, axes), opset_version=opset,
+                              do_constant_folding=True, dynamo=False)
+    except Exception as e:        # the exporter's errors are many and deep: one line, and nothing written
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise Seq2SeqError(f"cannot export: the ONNX exporter failed on {path.name} (opset {opset}): "
+                           f"{type(e).__name__}: {first[:300]}") from None
 
 
 def _graph_signature(path: Path) -> dict:
@@ -118,7 +116,7 @@ def _check(folder: Path, encoder: EncoderGraph, step: StepGraph, src, lengths, e
     difference from PyTorch; raise when an fp32 export differs by more than TOLERANCE."""
     with torch.no_grad():
         expected_enc = encoder(src, lengths)
-    enc = _session(folder / "encoder.onnx").run(None, {"src": src.numpy(), "src_lengths": lengths.numpy()})
+    enc = session(folder / "encoder.onnx", 1).run(None, {"src": src.numpy(), "src_lengths": lengths.numpy()})
     worst = max(float((torch.from_numpy(a).float() - b.float()).abs().max()) for a, b in zip(enc, expected_enc))
     named = dict(zip(encoder.output_names, expected_enc))
     index = torch.arange(src.size(0)).repeat_interleave(2)                      # a beam of 2 per source
@@ -135,7 +133,7 @@ def _check(folder: Path, encoder: EncoderGraph, step: StepGraph, src, lengths, e
             feeds[name] = named[name]
     with torch.no_grad():
         expected = step(*feeds.values())
-    got = _session(folder / "decoder_step.onnx").run(None, {k: v.contiguous().numpy() for k, v in feeds.items()})
+    got = session(folder / "decoder_step.onnx", 1).run(None, {k: v.contiguous().numpy() for k, v in feeds.items()})
     worst = max(worst, *(float((torch.from_numpy(a) - b).abs().max()) for a, b in zip(got, expected)))
     if exact and worst > TOLERANCE:
         raise Seq2SeqError(f"cannot export: onnxruntime differs from PyTorch by {worst:.2e} on a sample batch "
@@ -211,8 +209,6 @@ def write_forecast_graphs(model: torch.nn.Module, folder: Path, config, opset: i
         Seq2SeqError: a decoder without inputs, or fp32 graphs that do not reproduce
             PyTorch's forecasts within TOLERANCE.
     """
-    from seq2seq.export.runtime import OnnxForecastModel
-
     if model.decoder.input_features == 0:
         raise Seq2SeqError("cannot export: a forecast decoder without inputs (no calendar features and "
                            "model.decoder.feed_previous_output false)")
