@@ -238,3 +238,15 @@ def test_a_forecast_run_exports_and_forecasts_the_same(tmp_path, variant):
         assert list(fa.columns) == list(fb.columns) and len(fa) == horizon
         numeric = [c for c in fa.columns if c not in ("time", "series")]
         assert np.allclose(fa[numeric].to_numpy(float), fb[numeric].to_numpy(float), atol=1e-4)
+
+
+def test_exported_directories_form_an_ensemble(exported):
+    """Two copies of one export decode as the PyTorch model does (an ensemble of two
+    copies equals the model), with the teacher-forced loss through the step graph."""
+    run, folder = exported["lstm_bahdanau"]
+    single = Seq2Seq.load(run, device="cpu")
+    pair = Seq2Seq.load([folder, folder])
+    a = single.predict(SOURCES, with_scores=True, beam=3)
+    b = pair.predict(SOURCES, with_scores=True, beam=3)
+    assert [p.text for ps in a for p in ps] == [p.text for ps in b for p in ps]
+    assert [p.score for ps in a for p in ps] == pytest.approx([p.score for ps in b for p in ps], abs=1e-4)
