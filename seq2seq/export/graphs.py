@@ -1,4 +1,5 @@
-"""The two graphs an exported text model consists of: the encoder, and one decoder step.
+"""The graphs an exported model consists of: for a text model the encoder and one
+decoder step; for a forecast model the encoder and the decoder (at the end of this file).
 
 A decoding loop does not trace (its length depends on the data), so the search stays on
 the host (:mod:`seq2seq.search`) and only two functions are exported, both with the
@@ -31,8 +32,6 @@ from seq2seq.forecast.model import ForecastModel
 from seq2seq.modules.decoders import DecoderState, RNNDecoder, SourceMemory
 from seq2seq.modules.encoders import EncoderOutput, RNNEncoder
 
-SOURCE_FIELDS = ("mask", "states", "keys", "memory_proj", "context")
-
 
 def unsupported(model: nn.Module) -> Optional[str]:
     """Why ``model`` cannot be exported yet, or None when it can.
@@ -50,7 +49,7 @@ def unsupported(model: nn.Module) -> Optional[str]:
         return "a Transformer encoder cannot be exported to ONNX yet (RNN encoders can)"
     if not isinstance(model.decoder, RNNDecoder):
         return "a Transformer decoder cannot be exported to ONNX yet (RNN decoders can)"
-    if getattr(model.decoder, "copy", False):
+    if model.decoder.copy:
         return "copy attention cannot be exported to ONNX yet (its extended vocabulary changes size per batch)"
     if getattr(model, "latent", None) is not None:
         return "a variational model (model.latent_size) cannot be exported to ONNX yet"

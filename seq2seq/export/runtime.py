@@ -102,8 +102,7 @@ class OnnxEncoderDecoder(nn.Module):
         return cls(Path(folder) / graphs["encoder"]["file"], Path(folder) / graphs["decoder_step"]["file"],
                    manifest["config"]["model"]["decoder"]["hidden_size"], threads)
 
-    def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor, src_ext: Optional[Tensor] = None
-               ) -> tuple[None, DecoderState]:
+    def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor) -> tuple[None, DecoderState]:
         """The decoder's start state for a source batch.
 
         Args:
