@@ -17,6 +17,8 @@
     seq2seq plot-attention FILE --index I [--rank R] --out PNG
     seq2seq serve RUN [RUN ...] [--host 127.0.0.1] [--port 8000] [--max-batch-size 64] [--max-wait-ms 5]
         [--api-key-env VAR] [--max-inputs 256 ...]   (REST API + web page; see seq2seq.serve)
+    seq2seq export RUN --format onnx --out DIR [--checkpoint best] [--quantize int8] [--opset 17] [--overwrite]
+        (encoder + decoder-step graphs; predict, evaluate and serve load DIR as a run; see seq2seq.export)
 
 Forecasting (``task: forecast`` configs; see :mod:`seq2seq.forecast.cli`)::
 
