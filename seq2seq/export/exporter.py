@@ -142,14 +142,24 @@ def _check(folder: Path, encoder: EncoderGraph, step: StepGraph, src, lengths, e
 
 
 def _quantize(folder: Path, names: tuple[str, ...] = ("encoder.onnx", "decoder_step.onnx")) -> None:
+    """int8 dynamic quantization of each graph's matrix products, in place.
+
+    Products with a single output column (the additive attention's v_a^T) stay fp32:
+    quantizing their large (.., S, A) input on every call costs more than the product.
+    """
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     for name in names:
         fp32 = folder / name
         tmp = folder / f"{name}.fp32"
         fp32.rename(tmp)
+        graph = onnx.load(str(tmp)).graph
+        columns = {i.name: i.dims[-1] for i in graph.initializer if len(i.dims) == 2}
+        keep = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm")
+                and any(columns.get(x) == 1 for x in n.input)]
         with _quiet():
-            quantize_dynamic(str(tmp), str(fp32), weight_type=QuantType.QInt8)
+            quantize_dynamic(str(tmp), str(fp32), weight_type=QuantType.QInt8, nodes_to_exclude=keep)
         tmp.unlink()
 
 
