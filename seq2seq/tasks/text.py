@@ -43,6 +43,7 @@ class TextTask:
             t.coverage_loss_weight if config.model.decoder.coverage else 0.0,
             t.kl_weight, t.kl_anneal, t.kl_anneal_steps)
         self._sampler: Optional[BucketSampler] = None
+        self._sampler_world = 1
         self.dropped = 0                      # training pairs left out by the length limits
 
     @classmethod
@@ -83,12 +84,14 @@ class TextTask:
                 f"vocab src {len(self.corpus.src_vocab)} tgt {len(self.corpus.tgt_vocab)}")
 
     # ------------------------------------------------------------------ training
-    def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
-        """Row indices of each batch of ``epoch``: length buckets, shuffled by (seed, epoch)."""
-        if self._sampler is None:
+    def epoch_batches(self, epoch: int, world_size: int = 1) -> list[torch.Tensor]:
+        """Row indices of each global batch of ``epoch`` (``batch_size x world_size``
+        sentences or tokens): length buckets, shuffled by (seed, epoch)."""
+        if self._sampler is None or self._sampler_world != world_size:
             t, ds = self.config.training, self.train_split.dataset
-            self._sampler = BucketSampler(ds.lengths(), t.batch_size, t.batch_type, shuffle=True,
+            self._sampler = BucketSampler(ds.lengths(), t.batch_size * world_size, t.batch_type, shuffle=True,
                                           seed=self.config.seed, sort_key=ds.sort_key())
+            self._sampler_world = world_size
         return self._sampler.batches(epoch)
 
     def batch(self, index: torch.Tensor) -> Batch:
