@@ -8,6 +8,7 @@
     seq2seq train CONFIG [--run-dir RUN] [--set KEY=VALUE ...] [--overwrite] [--nproc N]
     seq2seq train --resume RUN [--set training.max_steps=...] [--nproc N]
     torchrun --standalone --nproc-per-node N -m seq2seq train CONFIG --run-dir RUN   (data parallel)
+    seq2seq preprocess CONFIG --out DIR [--workers N] [--vocab RUN] [--overwrite]   (data.train -> memory maps)
     seq2seq evaluate RUN --data FILE [--json] [--checkpoint best|last|averaged] [decoding options]
     seq2seq average RUN [--last N]
     seq2seq sample RUN --num N [--sample --temperature T --seed S]    (variational runs)
@@ -66,6 +67,17 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--nproc", type=int, metavar="N",
                    help="data-parallel training in N processes on this machine (through torchrun's launcher; "
                         "training.batch_size is per process)")
+
+    pp = sub.add_parser("preprocess", help="turn a config's data.train TSV into a memory-mapped corpus "
+                                           "(train from it with data.train: DIR)")
+    pp.add_argument("config", help="YAML config (its data section: tokenizers, limits, max_bad_lines)")
+    pp.add_argument("--out", required=True, help="the corpus directory to write")
+    pp.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="parallel tokenizing processes (default: every core)")
+    pp.add_argument("--vocab", metavar="DIR", help="reuse the tokenizers and vocabularies of this run or corpus")
+    pp.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", dest="overrides",
+                    help="override config keys, e.g. data.train=big.tsv")
+    pp.add_argument("--overwrite", action="store_true", help="replace an existing corpus directory")
 
     e = _run_parser(sub, "evaluate", "score a run on a TSV file (forecast runs: rolling origin on a CSV)", True)
     e.add_argument("--data", help="TSV: source<TAB>ref1[<TAB>ref2...]; forecast runs: CSV (default data.path)")
@@ -231,6 +243,18 @@ def _cmd_train(args) -> None:
     train(config, run, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":              # under torchrun: rank 0 speaks for the job
         print(f"run saved in {run}", file=sys.stderr)
+
+
+def _cmd_preprocess(args) -> None:
+    from seq2seq.config import Config, load_config
+    from seq2seq.data.preprocess import preprocess
+
+    config = load_config(args.config, args.overrides, schema=Config)
+    m = preprocess(config, args.out, args.workers, args.vocab, args.overwrite)
+    print(f"wrote {args.out}: {m['pairs']:,} pairs ({m['tokens']['src']:,} source, {m['tokens']['tgt']:,} target "
+          f"tokens; {m['dropped']} too long, {m['bad_lines']} malformed lines skipped) in {m['seconds']} s "
+          f"({m['pairs'] / max(m['seconds'], 1e-9):,.0f} pairs/s, {args.workers} workers); "
+          f"train with data.train: {args.out}", file=sys.stderr)
 
 
 def format_table(results: dict) -> str:
@@ -451,7 +475,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     warnings.formatwarning = lambda message, *_, **__: f"seq2seq: warning: {message}\n"
     handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "data": _cmd_data,
                 "plot-attention": _cmd_plot_attention, "average": _cmd_average, "sample": _cmd_sample,
-                "chat": _cmd_chat, "serve": _cmd_serve}
+                "chat": _cmd_chat, "serve": _cmd_serve, "preprocess": _cmd_preprocess}
     try:
         handlers[args.command](args)
     except Seq2SeqError as e:

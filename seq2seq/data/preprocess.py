@@ -1,0 +1,284 @@
+"""``seq2seq preprocess``: a training TSV of any size to a memory-mapped corpus
+(:mod:`seq2seq.data.mapped`), in one streaming pass over the text by parallel workers.
+
+1. Tokenizers: ``char`` / ``word`` need nothing; sentencepiece models are trained on
+   the first ``SENTENCEPIECE_SAMPLE`` pairs (or reused, ``--vocab DIR``).
+2. The file is cut at line ends into chunks of ``CHUNK_BYTES``; each worker reads one
+   chunk, parses and tokenizes its lines, counts tokens, and writes the chunk's ids in
+   a vocabulary of its own (ids in order of first appearance) to temporary files.
+3. The counts are merged into the vocabularies (:meth:`Vocabulary.from_counts`, the
+   in-memory path's rules, so both paths build the same vocabularies) unless reused;
+   each chunk's ids are translated to them with one table lookup and appended to the
+   final ``numpy.memmap`` arrays.  No step holds more than one chunk in memory.
+
+A malformed line (:func:`~seq2seq.data.tsv.parse_line`) stops the job naming its file
+and line, unless ``data.max_bad_lines`` allows skipping it: the skipped lines are
+then listed in ``OUT/bad_lines.txt``.  Long pairs follow ``data.max_src_len`` /
+``long_source`` / ``max_tgt_len`` exactly as in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from array import array
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from seq2seq.data.mapped import DATA_KEYS, FORMAT, MANIFEST, SIDES, VERSION, array_path
+from seq2seq.data.tsv import BadLine, parse_line
+from seq2seq.errors import Seq2SeqError
+
+CHUNK_BYTES = 8 << 20                   # text per worker task
+SENTENCEPIECE_SAMPLE = 1_000_000        # pairs a sentencepiece model is trained on
+COPY_TOKENS = 1 << 22                   # ids translated per slice in the merge
+
+
+@dataclass
+class _Job:
+    """One chunk of the TSV: bytes [start, end), its index, where its temporary files go."""
+
+    index: int
+    path: str
+    start: int
+    end: int
+    tmp: str
+    data: dict                          # the data section, as a dict (pickled to the worker)
+    tokenizer_dir: str
+
+
+def _chunk_bounds(path: Path, chunk_bytes: int) -> list[tuple[int, int]]:
+    """[start, end) byte ranges of about ``chunk_bytes``, each starting at a line start."""
+    size = path.stat().st_size
+    bounds, start = [], 0
+    with open(path, "rb") as f:
+        while start < size:
+            f.seek(min(start + chunk_bytes, size))
+            if f.tell() < size:
+                f.readline()                              # to the end of the line the cut falls in
+            end = f.tell()
+            bounds.append((start, end))
+            start = end
+    return bounds
+
+
+def _encode_chunk(job: _Job) -> dict:
+    """Parse, tokenize and id-encode one chunk (in a worker process).
+
+    Returns:
+        lines (count), pairs (kept), dropped, bad [(local line, reason)], reject
+        (local line, source length) or None, and per side: tokens (the chunk's own
+        vocabulary, in id order) and counts (its counts over every parsed pair, kept or not).
+    """
+    from seq2seq.config import DataConfig
+    from seq2seq.data.corpus import load_tokenizers
+
+    cfg = DataConfig.model_validate(job.data)
+    toks = dict(zip(SIDES, load_tokenizers(cfg, Path(job.tokenizer_dir))))
+    with open(job.path, "rb") as f:
+        f.seek(job.start)
+        text = f.read(job.end - job.start)
+    lines = text.split(b"\n")
+    if text.endswith(b"\n"):
+        lines.pop()
+    del text
+    tables = {s: {} for s in SIDES}                       # token -> chunk id
+    ids = {s: array("i") for s in SIDES}                  # kept pairs' ids, end to end
+    lengths = {s: array("i") for s in SIDES}
+    spill = {s: array("i") for s in SIDES}                # ids of dropped pairs and cut tails: counted only
+    bad, reject, dropped = [], None, 0
+    max_src, max_tgt, policy = cfg.max_src_len, cfg.max_tgt_len, cfg.long_source
+    for n, raw in enumerate(lines, start=1):
+        try:
+            ex = parse_line(raw, n, autoencoder=cfg.autoencoder)
+        except BadLine as e:
+            bad.append((n, str(e)))
+            continue
+        if ex is None:
+            continue
+        pair = {}
+        for side, text_ in (("src", ex.source), ("tgt", ex.references[0])):
+            table = tables[side]
+            pair[side] = [table.setdefault(t, len(table)) for t in toks[side].encode(text_)]
+        src, tgt = pair["src"], pair["tgt"]
+        if max_src and len(src) > max_src:
+            if policy == "reject":
+                reject = reject or (n, len(src))
+                continue
+            if policy == "truncate":
+                spill["src"].extend(src[max_src:])
+                src = src[:max_src]
+            else:
+                src = None
+        if src is None or (max_tgt and len(tgt) > max_tgt):
+            spill["src"].extend(pair["src"] if src is None else src)     # a cut tail is spilled already
+            spill["tgt"].extend(tgt)
+            dropped += 1
+            continue
+        for side, seq in (("src", src), ("tgt", tgt)):
+            ids[side].extend(seq)
+            lengths[side].append(len(seq))
+    out = {"index": job.index, "lines": len(lines), "pairs": len(lengths["src"]), "dropped": dropped, "bad": bad,
+           "reject": reject}
+    for side in SIDES:
+        np.frombuffer(ids[side], dtype=np.int32).tofile(f"{job.tmp}/{job.index}.{side}.ids")
+        np.frombuffer(lengths[side], dtype=np.int32).tofile(f"{job.tmp}/{job.index}.{side}.lengths")
+        size = len(tables[side])
+        counts = np.bincount(np.frombuffer(ids[side], dtype=np.int32), minlength=size)
+        counts += np.bincount(np.frombuffer(spill[side], dtype=np.int32), minlength=size)
+        out[side] = {"tokens": list(tables[side]), "counts": counts.tolist()}
+    return out
+
+
+def _sample_examples(path: Path, cfg, limit: int) -> list:
+    """The first ``limit`` well-formed pairs (to train sentencepiece on)."""
+    out = []
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                ex = parse_line(raw.rstrip(b"\n"), n, autoencoder=cfg.autoencoder)
+            except BadLine:
+                continue
+            if ex is not None:
+                out.append(ex)
+                if len(out) >= limit:
+                    break
+    return out
+
+
+def preprocess(config, out: str | Path, workers: int = 1, vocab_dir: Optional[str | Path] = None,
+               overwrite: bool = False, chunk_bytes: int = CHUNK_BYTES) -> dict:
+    """Turn ``config.data.train`` (a TSV) into a memory-mapped corpus in ``out``.
+
+    Args:
+        config: a text config (its ``data`` section: tokenizers, limits, ``max_bad_lines``).
+        out: the corpus directory to create.
+        workers: processes that parse and tokenize in parallel.
+        vocab_dir: reuse the tokenizers and vocabularies of this run or corpus directory
+            instead of building them.
+        overwrite: replace an existing ``out``.
+        chunk_bytes: text per worker task.
+
+    Returns:
+        The manifest written to ``out/manifest.json``.
+
+    Raises:
+        Seq2SeqError: a missing input, an existing ``out``, more malformed lines than
+            ``data.max_bad_lines`` (naming the first: ``file:line: reason``), a source
+            over ``max_src_len`` under ``long_source: reject``, no pairs at all.
+    """
+    from seq2seq.checkpoint import atomic_write_text
+    from seq2seq.data.corpus import Corpus, load_tokenizers, save_tokenizers, train_tokenizers
+    from seq2seq.data.vocab import Vocabulary
+
+    d = config.data
+    src_path, out = Path(d.train), Path(out)
+    if not src_path.is_file():
+        raise Seq2SeqError(f"{src_path}: data.train must be a TSV file to preprocess (file not found)")
+    if workers < 1:
+        raise Seq2SeqError(f"--workers must be >= 1 (got {workers})")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise Seq2SeqError(f"{out}: exists; pass --overwrite to replace it")
+        if not (out / MANIFEST).exists():
+            raise Seq2SeqError(f"{out}: not a preprocessed corpus (no {MANIFEST}); refusing to delete it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".chunks"
+    tmp.mkdir()
+    started = time.perf_counter()
+    reused = None
+    if vocab_dir is not None:
+        reused = Corpus.load(d, Path(vocab_dir))
+        save_tokenizers(reused.src_tokenizer, reused.tgt_tokenizer, out)
+    elif "sentencepiece" in (d.src_tokenizer, d.tgt_tokenizer):
+        save_tokenizers(*train_tokenizers(d, _sample_examples(src_path, d, SENTENCEPIECE_SAMPLE)), out)
+    load_tokenizers(d, out)                                   # fail here, not in every worker
+    jobs = [_Job(i, str(src_path), a, b, str(tmp), d.model_dump(), str(out))
+            for i, (a, b) in enumerate(_chunk_bounds(src_path, chunk_bytes))]
+    if workers == 1 or len(jobs) == 1:
+        results = [_encode_chunk(j) for j in jobs]
+    else:
+        with multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn").Pool(workers) as pool:
+            results = list(pool.imap(_encode_chunk, jobs))
+    first_line = np.cumsum([0] + [r["lines"] for r in results])
+    bad = [(int(first_line[r["index"]]) + n, why) for r in results for n, why in r["bad"]]
+    rejects = [(int(first_line[r["index"]]) + r["reject"][0], r["reject"][1]) for r in results if r["reject"]]
+    if rejects:
+        from seq2seq.data.corpus import long_source_error
+
+        shutil.rmtree(out)
+        raise long_source_error(str(src_path), rejects[0][0], rejects[0][1], d.max_src_len)
+    if len(bad) > d.max_bad_lines:
+        shutil.rmtree(out)
+        n, why = bad[0]
+        raise Seq2SeqError(f"{src_path}:{n}: {why}" + (f" ({len(bad)} malformed lines, more than "
+                           f"data.max_bad_lines={d.max_bad_lines})" if d.max_bad_lines else
+                           " (set data.max_bad_lines to skip such lines and list them)"))
+    vocabs = {}
+    for side in SIDES:
+        if reused is not None:
+            vocabs[side] = reused.src_vocab if side == "src" else reused.tgt_vocab
+            continue
+        counts: Counter = Counter()
+        for r in results:
+            counts.update(dict(zip(r[side]["tokens"], r[side]["counts"])))
+        vocabs[side] = Vocabulary.from_counts(counts, getattr(d, f"{side}_min_freq"), getattr(d, f"{side}_max_size"))
+    pairs = int(sum(r["pairs"] for r in results))
+    if pairs == 0:
+        shutil.rmtree(out)
+        raise Seq2SeqError(f"{src_path}: no examples (the file is empty)")
+    totals = {}
+    for side in SIDES:
+        _write_side(out, side, results, vocabs[side], pairs, tmp)
+        totals[side] = int(np.load(array_path(out, side, "offsets"), mmap_mode="r")[-1])
+        vocabs[side].save(out / f"{side}_vocab.txt")
+    shutil.rmtree(tmp)
+    if bad:
+        atomic_write_text(out / "bad_lines.txt", "".join(f"{src_path}:{n}: {why}\n" for n, why in bad))
+    seconds = time.perf_counter() - started
+    manifest = {"format": FORMAT, "version": VERSION, "source": str(src_path.resolve()),
+                "source_bytes": src_path.stat().st_size, "lines": int(first_line[-1]), "pairs": pairs,
+                "dropped": int(sum(r["dropped"] for r in results)), "bad_lines": len(bad),
+                "tokens": totals, "vocab": {s: len(vocabs[s]) for s in SIDES}, "workers": workers,
+                "seconds": round(seconds, 2), "data": d.model_dump(include=set(DATA_KEYS))}
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def _write_side(out: Path, side: str, results: list[dict], vocab, pairs: int, tmp: Path) -> None:
+    """Concatenate the chunks' ids of ``side``, translated to ``vocab``, into the final arrays."""
+    sizes = [os.path.getsize(tmp / f"{r['index']}.{side}.ids") // 4 for r in results]
+    total = int(sum(sizes))
+    ids = np.lib.format.open_memmap(array_path(out, side, "ids"), mode="w+", dtype=np.int32, shape=(max(total, 1),))
+    lengths = np.lib.format.open_memmap(array_path(out, side, "lengths"), mode="w+", dtype=np.int32, shape=(pairs,))
+    pos = row = 0
+    for r, size in zip(results, sizes):
+        table = np.array([vocab.stoi.get(t, vocab.unk_id) for t in r[side]["tokens"]] or [0], dtype=np.int32)
+        if size:
+            chunk = np.memmap(tmp / f"{r['index']}.{side}.ids", dtype=np.int32, mode="r")
+            for a in range(0, size, COPY_TOKENS):
+                piece = chunk[a:a + COPY_TOKENS]
+                ids[pos + a:pos + a + len(piece)] = table[piece]
+            del chunk
+        n = np.fromfile(tmp / f"{r['index']}.{side}.lengths", dtype=np.int32)
+        lengths[row:row + len(n)] = n
+        pos, row = pos + size, row + len(n)
+    offsets = np.lib.format.open_memmap(array_path(out, side, "offsets"), mode="w+", dtype=np.int64,
+                                        shape=(pairs + 1,))
+    offsets[0] = 0
+    np.cumsum(lengths, dtype=np.int64, out=offsets[1:])
+    for a in (ids, lengths, offsets):
+        a.flush()
+    del ids, lengths, offsets
+
+
+__all__ = ["preprocess"]
