@@ -227,3 +227,27 @@ def test_ctrl_c_ends_the_job_with_status_130_and_no_process_left(data, tmp_path)
     while any(map(_alive, workers)) and time.time() < deadline:
         time.sleep(0.1)
     assert not any(map(_alive, workers))
+
+
+def test_forecast_runs_train_data_parallel_too(tmp_path):
+    """The one trainer, for the forecast task: 2 ranks x 16 windows equal 1 process x 32."""
+    from seq2seq.config import ForecastConfig, config_from_dict
+    from seq2seq.forecast.builtin_series import sine_csv
+
+    from test_forecast import yaml_config
+
+    csv = tmp_path / "sine.csv"
+    sine_csv(csv, series=4, length=160, seed=3)
+    raw = yaml_config(csv)
+    raw["training"].update(max_steps=10, validate_every=5, log_every=5, batch_size=16, scheduler="none",
+                           learning_rate=0.001)   # at 0.01, Adam lifts float32 summation-order noise to ~1e-6
+    cfg = tmp_path / "cfg.yaml"
+    dump_config(config_from_dict(raw, schema=ForecastConfig), cfg)
+    p = torchrun([str(cfg), "--run-dir", str(tmp_path / "two")], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    raw["training"]["batch_size"] = 32
+    train(config_from_dict(raw, schema=ForecastConfig), tmp_path / "one")
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    for k in a:
+        if k.startswith("model."):
+            torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=k)
