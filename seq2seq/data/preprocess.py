@@ -55,6 +55,14 @@ class _Job:
     tokenizer_dir: str
 
 
+class _Ids(dict):
+    """token -> chunk id, a new id for each new token (``map(ids.__getitem__, tokens)`` runs in C)."""
+
+    def __missing__(self, token: str) -> int:
+        self[token] = i = len(self)
+        return i
+
+
 def _chunk_bounds(path: Path, chunk_bytes: int) -> list[tuple[int, int]]:
     """[start, end) byte ranges of about ``chunk_bytes``, each starting at a line start."""
     size = path.stat().st_size
@@ -90,12 +98,14 @@ def _encode_chunk(job: _Job) -> dict:
     if text.endswith(b"\n"):
         lines.pop()
     del text
-    tables = {s: {} for s in SIDES}                       # token -> chunk id
+    tables = {s: _Ids() for s in SIDES}                   # token -> chunk id
     ids = {s: array("i") for s in SIDES}                  # kept pairs' ids, end to end
     lengths = {s: array("i") for s in SIDES}
     spill = {s: array("i") for s in SIDES}                # ids of dropped pairs and cut tails: counted only
     bad, reject, dropped = [], None, 0
     max_src, max_tgt, policy = cfg.max_src_len, cfg.max_tgt_len, cfg.long_source
+    src_ids, tgt_ids = tables["src"].__getitem__, tables["tgt"].__getitem__
+    src_tok, tgt_tok = toks["src"], toks["tgt"]
     for n, raw in enumerate(lines, start=1):
         try:
             ex = parse_line(raw, n, autoencoder=cfg.autoencoder)
@@ -104,11 +114,9 @@ def _encode_chunk(job: _Job) -> dict:
             continue
         if ex is None:
             continue
-        pair = {}
-        for side, text_ in (("src", ex.source), ("tgt", ex.references[0])):
-            table = tables[side]
-            pair[side] = [table.setdefault(t, len(table)) for t in toks[side].encode(text_)]
-        src, tgt = pair["src"], pair["tgt"]
+        src = list(map(src_ids, src_tok.encode(ex.source)))
+        tgt = list(map(tgt_ids, tgt_tok.encode(ex.references[0])))
+        full_src = src
         if max_src and len(src) > max_src:
             if policy == "reject":
                 reject = reject or (n, len(src))
@@ -119,13 +127,14 @@ def _encode_chunk(job: _Job) -> dict:
             else:
                 src = None
         if src is None or (max_tgt and len(tgt) > max_tgt):
-            spill["src"].extend(pair["src"] if src is None else src)     # a cut tail is spilled already
+            spill["src"].extend(full_src if src is None else src)        # a cut tail is spilled already
             spill["tgt"].extend(tgt)
             dropped += 1
             continue
-        for side, seq in (("src", src), ("tgt", tgt)):
-            ids[side].extend(seq)
-            lengths[side].append(len(seq))
+        ids["src"].extend(src)
+        lengths["src"].append(len(src))
+        ids["tgt"].extend(tgt)
+        lengths["tgt"].append(len(tgt))
     out = {"index": job.index, "lines": len(lines), "pairs": len(lengths["src"]), "dropped": dropped, "bad": bad,
            "reject": reject}
     for side in SIDES:
