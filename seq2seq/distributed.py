@@ -214,8 +214,7 @@ def data_parallel(module: nn.Module, ranks: Ranks, device: torch.device) -> nn.M
 def lost_peer(error: BaseException) -> bool:
     """Whether ``error`` is a collective failing because another rank went away."""
     return isinstance(error, dist.DistError) or (isinstance(error, RuntimeError) and any(
-        s in str(error) for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe",
-                                  "ProcessGroupGloo", "NCCL")))
+        s in str(error) for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe")))
 
 
 # ---------------------------------------------------------------------- seq2seq train --nproc N
@@ -239,7 +238,8 @@ def launch(nproc: int, argv: list[str]) -> None:
         raise Seq2SeqError("--nproc inside a torchrun job: give the process count to torchrun only")
     if nproc < 1:
         raise Seq2SeqError(f"--nproc must be >= 1 (got {nproc})")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")          # torchrun's own default, without its warning
+    if nproc > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")      # torchrun's own default, without its warning
     args = parse_args(["--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0", "--monitor-interval=0.2",
                        "-m", "seq2seq", *argv])
     try:

@@ -608,8 +608,9 @@ def _distributed_job(ranks: Ranks):
         yield
     except Exception as e:
         if ranks.joined and lost_peer(e):
+            first = str(e).splitlines()[0] if str(e) else ""
             raise Seq2SeqError(f"rank {ranks.rank}: another rank of the job stopped ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0] if str(e) else ''}); ending this rank") from None
+                               f"{first[:160]}); ending this rank") from None
         raise
     else:
         shutdown_distributed(ranks)

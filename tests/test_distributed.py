@@ -251,3 +251,14 @@ def test_forecast_runs_train_data_parallel_too(tmp_path):
     for k in a:
         if k.startswith("model."):
             torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_a_launcher_killed_with_sigkill_leaves_no_rank_behind(data, tmp_path):
+    """No handler runs in a SIGKILLed launcher; each rank's PR_SET_PDEATHSIG ends it."""
+    proc, workers = _start_long_job(data, tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    deadline = time.time() + 20
+    while any(map(_alive, workers)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(map(_alive, workers))

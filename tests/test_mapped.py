@@ -42,7 +42,9 @@ def varied(tmp_path_factory):
                                   {"data.max_src_len": 9, "data.long_source": "truncate", "data.max_tgt_len": 12},
                                   {"data.max_src_len": 9, "data.long_source": "drop", "training.batch_type": "tokens",
                                    "training.batch_size": 120},
-                                  {"data.src_tokenizer": "char", "data.tgt_max_size": 30}])
+                                  {"data.src_tokenizer": "char", "data.tgt_max_size": 30},
+                                  {"data.src_tokenizer": "sentencepiece", "data.tgt_tokenizer": "sentencepiece",
+                                   "data.sentencepiece.vocab_size": 80}])
 def test_mapped_corpus_yields_the_same_batches_as_the_in_memory_path(varied, tmp_path, over):
     cfg = make_config(varied, **over)
     manifest = preprocess(cfg, tmp_path / "corpus", workers=2, chunk_bytes=4096)      # about 10 chunks
@@ -105,6 +107,14 @@ def test_reject_names_the_line_and_the_config_must_match_the_corpus(varied, tmp_
     preprocess(make_config(varied), tmp_path / "c", workers=1)
     with pytest.raises(Seq2SeqError, match=r"manifest.json: built with data.src_tokenizer='word', the config says 'char'"):
         TextTask.for_training(make_config(varied, **{"data.train": str(tmp_path / "c"), "data.src_tokenizer": "char"}))
+
+
+def test_preprocess_reuses_a_runs_vocabularies(varied, tmp_path):
+    train(make_config(varied, **{"training.max_steps": 1, "data.src_min_freq": 30}), tmp_path / "run")
+    m = preprocess(make_config(varied), tmp_path / "c", workers=2, vocab_dir=tmp_path / "run", chunk_bytes=4096)
+    for side in ("src", "tgt"):
+        assert (tmp_path / "c" / f"{side}_vocab.txt").read_text() == (tmp_path / "run" / f"{side}_vocab.txt").read_text()
+    assert m["vocab"]["src"] < len(set((varied / "train.tsv").read_text().split()))   # min_freq 30 cut some
 
 
 def test_preprocess_command(varied, tmp_path):

@@ -184,10 +184,6 @@ def preprocess(config, out: str | Path, workers: int = 1, vocab_dir: Optional[st
             ``data.max_bad_lines`` (naming the first: ``file:line: reason``), a source
             over ``max_src_len`` under ``long_source: reject``, no pairs at all.
     """
-    from seq2seq.checkpoint import atomic_write_text
-    from seq2seq.data.corpus import Corpus, load_tokenizers, save_tokenizers, train_tokenizers
-    from seq2seq.data.vocab import Vocabulary
-
     d = config.data
     src_path, out = Path(d.train), Path(out)
     if not src_path.is_file():
@@ -201,6 +197,20 @@ def preprocess(config, out: str | Path, workers: int = 1, vocab_dir: Optional[st
             raise Seq2SeqError(f"{out}: not a preprocessed corpus (no {MANIFEST}); refusing to delete it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _build(config, src_path, out, workers, vocab_dir, chunk_bytes)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)                 # no half-written corpus is left behind
+        raise
+
+
+def _build(config, src_path: Path, out: Path, workers: int, vocab_dir, chunk_bytes: int) -> dict:
+    """:func:`preprocess` after its checks, into the empty directory ``out``."""
+    from seq2seq.checkpoint import atomic_write_text
+    from seq2seq.data.corpus import Corpus, long_source_error, load_tokenizers, save_tokenizers, train_tokenizers
+    from seq2seq.data.vocab import Vocabulary
+
+    d = config.data
     tmp = out / ".chunks"
     tmp.mkdir()
     started = time.perf_counter()
@@ -222,12 +232,8 @@ def preprocess(config, out: str | Path, workers: int = 1, vocab_dir: Optional[st
     bad = [(int(first_line[r["index"]]) + n, why) for r in results for n, why in r["bad"]]
     rejects = [(int(first_line[r["index"]]) + r["reject"][0], r["reject"][1]) for r in results if r["reject"]]
     if rejects:
-        from seq2seq.data.corpus import long_source_error
-
-        shutil.rmtree(out)
         raise long_source_error(str(src_path), rejects[0][0], rejects[0][1], d.max_src_len)
     if len(bad) > d.max_bad_lines:
-        shutil.rmtree(out)
         n, why = bad[0]
         raise Seq2SeqError(f"{src_path}:{n}: {why}" + (f" ({len(bad)} malformed lines, more than "
                            f"data.max_bad_lines={d.max_bad_lines})" if d.max_bad_lines else
@@ -243,7 +249,6 @@ def preprocess(config, out: str | Path, workers: int = 1, vocab_dir: Optional[st
         vocabs[side] = Vocabulary.from_counts(counts, getattr(d, f"{side}_min_freq"), getattr(d, f"{side}_max_size"))
     pairs = int(sum(r["pairs"] for r in results))
     if pairs == 0:
-        shutil.rmtree(out)
         raise Seq2SeqError(f"{src_path}: no examples (the file is empty)")
     totals = {}
     for side in SIDES:
