@@ -648,15 +648,18 @@ def train(config, run_dir: str | Path, overwrite: bool = False) -> Path:
     with _distributed_job(ranks), contextlib.ExitStack() as stack:
         torch.manual_seed(config.seed)
 
-        def create():
+        def create():                        # data and model errors come before the run directory exists
             task = build_task(config)
+            model = task.build_model().to(device)
             stack.enter_context(prepare_run_dir(run_dir, overwrite))
             dump_config(config, run_dir / "config.yaml")
             task.save(run_dir)
-            return task
+            return task, model
 
-        task = ranks.main_first(create) or build_task(config, run_dir)
-        model = task.build_model().to(device)
+        task, model = ranks.main_first(create) or (None, None)
+        if task is None:                     # the other ranks: the vocabularies rank 0 saved
+            task = build_task(config, run_dir)
+            model = task.build_model().to(device)
         if ranks.rank:                       # rank 0's initial weights are broadcast; dropout differs per rank
             torch.manual_seed(config.seed + 1_000_003 * ranks.rank)
         _announce(task, model, device, ranks)
