@@ -87,7 +87,7 @@ def test_a_malformed_line_is_named_or_skipped_and_listed(varied, tmp_path):
     with pytest.raises(Seq2SeqError, match=r"bad\.tsv:1234: no tab between source and target"):
         preprocess(cfg, tmp_path / "c1", workers=2, chunk_bytes=4096)
     assert not (tmp_path / "c1").exists()
-    with pytest.raises(Seq2SeqError, match=r"bad\.tsv:1234: .*2 malformed lines, more than data\.max_bad_lines=1"):
+    with pytest.raises(Seq2SeqError, match=r"bad\.tsv:1234: .*2 malformed lines so far, more than data\.max_bad_lines=1"):
         preprocess(make_config(varied, **{"data.train": str(tmp_path / "bad.tsv"), "data.max_bad_lines": 1}),
                    tmp_path / "c1", workers=2, chunk_bytes=4096)
     m = preprocess(make_config(varied, **{"data.train": str(tmp_path / "bad.tsv"), "data.max_bad_lines": 2}),

@@ -19,6 +19,7 @@ then listed in ``OUT/bad_lines.txt``.  Long pairs follow ``data.max_src_len`` /
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -83,8 +84,9 @@ def _encode_chunk(job: _Job) -> dict:
 
     Returns:
         lines (count), pairs (kept), dropped, bad [(local line, reason)], reject
-        (local line, source length) or None, and per side: tokens (the chunk's own
-        vocabulary, in id order) and counts (its counts over every parsed pair, kept or not).
+        (local line, source length) or None.  Per side, files in ``job.tmp``: the kept
+        pairs' ids and lengths, the chunk's own vocabulary (``.tokens``, in id order) and
+        its counts over every parsed pair, kept or not (``.counts``).
     """
     from seq2seq.config import DataConfig
     from seq2seq.data.corpus import load_tokenizers
@@ -143,8 +145,19 @@ def _encode_chunk(job: _Job) -> dict:
         size = len(tables[side])
         counts = np.bincount(np.frombuffer(ids[side], dtype=np.int32), minlength=size)
         counts += np.bincount(np.frombuffer(spill[side], dtype=np.int32), minlength=size)
-        out[side] = {"tokens": list(tables[side]), "counts": counts.tolist()}
+        _tokens_path(job.tmp, job.index, side).write_bytes("\n".join(tables[side]).encode("utf-8"))
+        counts.astype(np.int64).tofile(f"{job.tmp}/{job.index}.{side}.counts")
     return out
+
+
+def _tokens_path(tmp: str | Path, index: int, side: str) -> Path:
+    """A chunk's own vocabulary (one token a line, in chunk-id order; no token holds a newline)."""
+    return Path(tmp) / f"{index}.{side}.tokens"
+
+
+def _chunk_tokens(tmp: Path, index: int, side: str) -> list[str]:
+    text = _tokens_path(tmp, index, side).read_bytes().decode("utf-8")      # bytes: a "\r" token stays
+    return text.split("\n") if text else []
 
 
 def _sample_examples(path: Path, cfg, limit: int) -> list:
@@ -223,30 +236,37 @@ def _build(config, src_path: Path, out: Path, workers: int, vocab_dir, chunk_byt
     load_tokenizers(d, out)                                   # fail here, not in every worker
     jobs = [_Job(i, str(src_path), a, b, str(tmp), d.model_dump(), str(out))
             for i, (a, b) in enumerate(_chunk_bounds(src_path, chunk_bytes))]
-    if workers == 1 or len(jobs) == 1:
-        results = [_encode_chunk(j) for j in jobs]
-    else:
-        with multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn").Pool(workers) as pool:
-            results = list(pool.imap(_encode_chunk, jobs))
-    first_line = np.cumsum([0] + [r["lines"] for r in results])
-    bad = [(int(first_line[r["index"]]) + n, why) for r in results for n, why in r["bad"]]
-    rejects = [(int(first_line[r["index"]]) + r["reject"][0], r["reject"][1]) for r in results if r["reject"]]
-    if rejects:
-        raise long_source_error(str(src_path), rejects[0][0], rejects[0][1], d.max_src_len)
-    if len(bad) > d.max_bad_lines:
-        n, why = bad[0]
-        raise Seq2SeqError(f"{src_path}:{n}: {why}" + (f" ({len(bad)} malformed lines, more than "
-                           f"data.max_bad_lines={d.max_bad_lines})" if d.max_bad_lines else
-                           " (set data.max_bad_lines to skip such lines and list them)"))
+    counts = {side: Counter() for side in SIDES}
+    results, bad, first_line = [], [], 1
+    with contextlib.ExitStack() as stack:
+        if workers == 1 or len(jobs) == 1:
+            stream = map(_encode_chunk, jobs)
+        else:
+            context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+            stream = stack.enter_context(context.Pool(workers)).imap(_encode_chunk, jobs)
+        for r in stream:                        # in file order; a failure stops every worker at once
+            bad += [(first_line + n - 1, why) for n, why in r["bad"]]
+            if r["reject"]:
+                raise long_source_error(str(src_path), first_line + r["reject"][0] - 1, r["reject"][1],
+                                        d.max_src_len)
+            if len(bad) > d.max_bad_lines:
+                n, why = bad[0]
+                raise Seq2SeqError(f"{src_path}:{n}: {why}" + (
+                    f" ({len(bad)} malformed lines so far, more than data.max_bad_lines={d.max_bad_lines})"
+                    if d.max_bad_lines else " (set data.max_bad_lines to skip such lines and list them)"))
+            if reused is None:
+                for side in SIDES:
+                    found = np.fromfile(tmp / f"{r['index']}.{side}.counts", dtype=np.int64).tolist()
+                    counts[side].update(dict(zip(_chunk_tokens(tmp, r["index"], side), found)))
+            first_line += r["lines"]
+            results.append(r)
     vocabs = {}
     for side in SIDES:
         if reused is not None:
             vocabs[side] = reused.src_vocab if side == "src" else reused.tgt_vocab
-            continue
-        counts: Counter = Counter()
-        for r in results:
-            counts.update(dict(zip(r[side]["tokens"], r[side]["counts"])))
-        vocabs[side] = Vocabulary.from_counts(counts, getattr(d, f"{side}_min_freq"), getattr(d, f"{side}_max_size"))
+        else:
+            vocabs[side] = Vocabulary.from_counts(counts[side], getattr(d, f"{side}_min_freq"),
+                                                  getattr(d, f"{side}_max_size"))
     pairs = int(sum(r["pairs"] for r in results))
     if pairs == 0:
         raise Seq2SeqError(f"{src_path}: no examples (the file is empty)")
@@ -260,7 +280,7 @@ def _build(config, src_path: Path, out: Path, workers: int, vocab_dir, chunk_byt
         atomic_write_text(out / "bad_lines.txt", "".join(f"{src_path}:{n}: {why}\n" for n, why in bad))
     seconds = time.perf_counter() - started
     manifest = {"format": FORMAT, "version": VERSION, "source": str(src_path.resolve()),
-                "source_bytes": src_path.stat().st_size, "lines": int(first_line[-1]), "pairs": pairs,
+                "source_bytes": src_path.stat().st_size, "lines": first_line - 1, "pairs": pairs,
                 "dropped": int(sum(r["dropped"] for r in results)), "bad_lines": len(bad),
                 "tokens": totals, "vocab": {s: len(vocabs[s]) for s in SIDES}, "workers": workers,
                 "seconds": round(seconds, 2), "data": d.model_dump(include=set(DATA_KEYS))}
@@ -276,7 +296,8 @@ def _write_side(out: Path, side: str, results: list[dict], vocab, pairs: int, tm
     lengths = np.lib.format.open_memmap(array_path(out, side, "lengths"), mode="w+", dtype=np.int32, shape=(pairs,))
     pos = row = 0
     for r, size in zip(results, sizes):
-        table = np.array([vocab.stoi.get(t, vocab.unk_id) for t in r[side]["tokens"]] or [0], dtype=np.int32)
+        tokens = _chunk_tokens(tmp, r["index"], side)
+        table = np.array([vocab.stoi.get(t, vocab.unk_id) for t in tokens] or [0], dtype=np.int32)
         if size:
             chunk = np.memmap(tmp / f"{r['index']}.{side}.ids", dtype=np.int32, mode="r")
             for a in range(0, size, COPY_TOKENS):
