@@ -262,3 +262,16 @@ def test_a_launcher_killed_with_sigkill_leaves_no_rank_behind(data, tmp_path):
     while any(map(_alive, workers)) and time.time() < deadline:
         time.sleep(0.1)
     assert not any(map(_alive, workers))
+
+
+def test_nproc_hands_the_same_command_to_torchrun(monkeypatch):
+    """``seq2seq train ... --nproc N`` launches ``seq2seq train ...`` (without --nproc) in N ranks."""
+    import seq2seq.distributed
+    from seq2seq.cli import main
+
+    calls = []
+    monkeypatch.setattr(seq2seq.distributed, "launch", lambda n, argv: calls.append((n, argv)))
+    assert main(["train", "c.yaml", "--nproc", "3", "--run", "r", "--overwrite", "--set", "training.max_steps=5"]) == 0
+    assert main(["train", "--resume", "r", "--nproc", "2", "--set", "training.max_steps=9"]) == 0
+    assert calls == [(3, ["train", "c.yaml", "--run-dir", "r", "--overwrite", "--set", "training.max_steps=5"]),
+                     (2, ["train", "--resume", "r", "--set", "training.max_steps=9"])]
