@@ -177,6 +177,14 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _gone(pids: list[int], wait_s: float = 20) -> bool:
+    """Whether every process of ``pids`` has ended within ``wait_s`` seconds."""
+    deadline = time.time() + wait_s
+    while any(map(_alive, pids)) and time.time() < deadline:
+        time.sleep(0.1)
+    return not any(map(_alive, pids))
+
+
 def _start_long_job(data: Path, tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
     """``seq2seq train CFG --nproc 2`` for a very long run; returns once both ranks train."""
     cfg = tmp_path / "cfg.yaml"
@@ -211,10 +219,7 @@ def test_a_killed_rank_ends_the_job_with_an_error_and_no_process_left(data, tmp_
     code, err = _end(proc)
     assert code != 0
     assert "killed by SIGKILL" in err and "every rank of the job was stopped" in err, err[-3000:]
-    deadline = time.time() + 10
-    while any(map(_alive, workers)) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not any(map(_alive, workers))
+    assert _gone(workers)
 
 
 def test_ctrl_c_ends_the_job_with_status_130_and_no_process_left(data, tmp_path):
@@ -223,10 +228,7 @@ def test_ctrl_c_ends_the_job_with_status_130_and_no_process_left(data, tmp_path)
     code, err = _end(proc)
     assert code == 130, err[-3000:]
     assert "seq2seq: interrupted" in err
-    deadline = time.time() + 10
-    while any(map(_alive, workers)) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not any(map(_alive, workers))
+    assert _gone(workers)
 
 
 def test_forecast_runs_train_data_parallel_too(tmp_path):
@@ -258,10 +260,7 @@ def test_a_launcher_killed_with_sigkill_leaves_no_rank_behind(data, tmp_path):
     proc, workers = _start_long_job(data, tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
-    deadline = time.time() + 20
-    while any(map(_alive, workers)) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not any(map(_alive, workers))
+    assert _gone(workers)
 
 
 def test_nproc_hands_the_same_command_to_torchrun(monkeypatch):
