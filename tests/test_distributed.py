@@ -53,6 +53,16 @@ sys.addaudithook(_hook)
 '''
 
 
+# Rank 1's time.perf_counter runs 3 times too fast (the trainer's clock for max_minutes).
+FAST_CLOCK_ON_RANK_1 = '''
+import os, time
+if os.environ.get("RANK") == "1":
+    _perf_counter = time.perf_counter
+    _start = _perf_counter()
+    time.perf_counter = lambda: _start + 3 * (_perf_counter() - _start)
+'''
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("ddp_data")
@@ -135,6 +145,24 @@ def test_resume_under_two_ranks_is_bit_identical_and_another_count_says_it_is_no
     assert "the run had 2 rank(s), this job has 1: continuing from global step 6" in err
     assert "not bit-identical" in err
     assert json.loads((other / "training.json").read_text())["steps"] == 12
+
+
+def test_a_time_limit_stops_every_rank_at_the_same_step(data, tmp_path):
+    """``max_minutes`` is read from rank 0's clock, shared every update: both ranks stop at the
+    same step even though rank 1's clock runs 3 times too fast here (a rank leaving early
+    would break the other's next collective: status != 0)."""
+    cfg = tmp_path / "cfg.yaml"
+    dump_config(make_config(data, **{**TINY, "training.max_steps": 10 ** 6, "training.max_minutes": 0.05,
+                                     "training.validate_every": 10 ** 6}), cfg)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FAST_CLOCK_ON_RANK_1)
+    env = {"PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
+    p = torchrun([str(cfg), "--run-dir", str(tmp_path / "run")], tmp_path, env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    done = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert done["stopped"] == "reached training.max_minutes=0.05" and done["steps"] > 1
+    assert weights(tmp_path / "run")["rng.torch.rank1"].numel() > 0
 
 
 def test_torchrun_reads_run_dir_as_ours_and_run_stays_an_alias():
