@@ -625,9 +625,10 @@ def _announce(task, model, device, ranks: Ranks) -> None:
     if ranks.joined:
         t = task.config.training
         unit = "tokens" if getattr(t, "batch_type", "sentences") == "tokens" else "examples"
-        print(f"[distributed] {ranks.world_size} rank{'s' if ranks.world_size > 1 else ''} ({ranks.backend}): batch_size {t.batch_size} {unit} per rank, "
-              f"global batch {ranks.world_size * t.batch_size} {unit}; learning rate {t.learning_rate} "
-              "as configured", file=sys.stderr)
+        n = ranks.world_size
+        print(f"[distributed] {n} rank{'s' if n > 1 else ''} ({ranks.backend}): batch_size {t.batch_size} {unit} "
+              f"per rank, global batch {n * t.batch_size} {unit}; learning rate {t.learning_rate} as configured",
+              file=sys.stderr)
 
 
 def train(config, run_dir: str | Path, overwrite: bool = False) -> Path:
