@@ -302,3 +302,18 @@ def test_nproc_hands_the_same_command_to_torchrun(monkeypatch):
     assert main(["train", "--resume", "r", "--nproc", "2", "--set", "training.max_steps=9"]) == 0
     assert calls == [(3, ["train", "c.yaml", "--run-dir", "r", "--overwrite", "--set", "training.max_steps=5"]),
                      (2, ["train", "--resume", "r", "--set", "training.max_steps=9"])]
+
+
+def test_a_user_error_on_rank_0_ends_every_rank_with_its_message(data, tmp_path):
+    """An existing run directory (no --overwrite): rank 0's one-line error, every rank ends."""
+    cfg = tmp_path / "cfg.yaml"
+    dump_config(make_config(data, **TINY), cfg)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("x")
+    p = subprocess.run([sys.executable, "-m", "seq2seq", "train", str(cfg), "--nproc", "2", "--run-dir",
+                        str(tmp_path / "run")], cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2
+    assert "run directory exists; pass --overwrite" in p.stderr
+    assert "rank 1: stopping, rank 0 failed" in p.stderr and "rank 0 (pid" in p.stderr
+    assert (tmp_path / "run" / "config.yaml").read_text() == "x"
