@@ -6,7 +6,8 @@ memory of training from the memory-mapped corpus against today's in-memory TSV p
    word and its pronunciation, with noise: half the lines join two words (and their
    phones), a fifth have one letter of the word replaced.
 2. ``seq2seq preprocess configs/g2p_cmudict.yaml --workers W`` (char sources, word
-   targets) turns it into a memory-mapped corpus: pairs/s over the whole command.
+   targets) turns it into a memory-mapped corpus: pairs/s over the whole command (start-up
+   included; the peak RSS is the main process's, each worker holds one 8 MiB chunk).
 3. ``seq2seq train`` of the default G2P model for ``--updates`` updates from that corpus
    (``data.train: DIR``), then from the first ``--memory-pairs`` lines as a TSV (the
    in-memory path, which reads, tokenizes and pads every pair up front): seconds from
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -60,26 +62,36 @@ def generate(path: Path, pairs: int, seed: int = 1) -> float:
     return time.perf_counter() - start
 
 
-def run_measured(cmd: list[str], watch: Path | None = None, env: dict | None = None) -> dict:
-    """Run ``cmd``; wall seconds, peak RSS (MiB) and, with ``watch``, seconds until that file has a line."""
+def run_measured(cmd: list[str], watch: Path | None = None, timeout: float = 3600) -> dict:
+    """Run ``cmd``; wall seconds, peak RSS (MiB) and, with ``watch``, seconds until that file
+    has a line.  A command still running after ``timeout`` seconds is killed and reported so."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    first = None
-    while watch is not None and first is None and proc.poll() is None:
-        if watch.exists() and watch.read_text().count("\n") >= 1:
-            first = time.perf_counter() - start
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first, killed = None, False
+    while True:                                   # wait4, not Popen.poll: it returns the child's rusage
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        now = time.perf_counter() - start
+        if watch is not None and first is None and watch.exists() and watch.read_text().count("\n") >= 1:
+            first = now
+        if now > timeout and not killed:
+            proc.kill()
+            killed = True
         time.sleep(0.02)
-    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     err = proc.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
+    if os.waitstatus_to_exitcode(status) != 0 and not killed:
         sys.exit(f"failed: {' '.join(cmd)}\n{err[-3000:]}")
     return {"wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-            "first_update_s": round(first, 2) if first is not None else None}
+            "first_update_s": round(first, 2) if first is not None else None,
+            **({"killed_after_s": timeout} if killed else {})}
 
 
 def train_cmd(run: Path, train: Path, updates: int, threads: int) -> list[str]:
+    """``seq2seq train`` of the default G2P model for ``updates`` updates, logging every one;
+    ``run`` is removed first, so its ``metrics.jsonl`` is the new run's."""
+    shutil.rmtree(run, ignore_errors=True)
     return [sys.executable, "-m", "seq2seq", "train", str(CONFIG), "--run-dir", str(run), "--overwrite", "--set",
             f"data.train={train}", "data.valid=null", "data.test=null", f"training.max_steps={updates}",
             "training.max_minutes=null", "training.log_every=1", f"training.validate_every={10 ** 9}",
@@ -93,6 +105,7 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=300)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--memory-timeout", type=float, default=600, help="seconds before the in-memory run is stopped")
     ap.add_argument("--work", type=Path, default=ROOT / "data" / "large_corpus")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "large_corpus.json")
     args = ap.parse_args()
@@ -123,7 +136,7 @@ def main() -> None:
     run = args.work / "run_memory"
     result["train_in_memory"] = {"pairs": args.memory_pairs,
                                  **run_measured(train_cmd(run, small, args.updates, args.threads),
-                                                run / "metrics.jsonl")}
+                                                run / "metrics.jsonl", args.memory_timeout)}
     print(f"train in memory ({args.memory_pairs:,} pairs): {result['train_in_memory']}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
