@@ -203,12 +203,14 @@ def shard(indices: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     return torch.tensor_split(indices, ranks.world_size)[ranks.rank]
 
 
-def data_parallel(module: nn.Module, ranks: Ranks, device: torch.device) -> nn.Module:
+def data_parallel(module: nn.Module, ranks: Ranks, device: torch.device,
+                  find_unused_parameters: bool = False) -> nn.Module:
     """``module`` wrapped in DistributedDataParallel (rank 0's weights broadcast to
     all ranks, gradients averaged in backward), or ``module`` itself in one process."""
     if not ranks.joined:
         return module
-    return nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    return nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                               find_unused_parameters=find_unused_parameters)
 
 
 def lost_peer(error: BaseException) -> bool:

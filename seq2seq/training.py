@@ -167,7 +167,8 @@ class Trainer:
 
     def __init__(self, task, model: nn.Module, run_dir: Path, device: torch.device, ranks: Ranks = Ranks()):
         self.task, self.model, self.run_dir, self.device, self.ranks = task, model, Path(run_dir), device, ranks
-        self.training_pass = data_parallel(TrainingPass(task, model), ranks, device)
+        self.training_pass = data_parallel(TrainingPass(task, model), ranks, device,
+                                           task.config.training.distributed.find_unused_parameters)
         self.config = task.config
         t = self.config.training
         self.optimizer = build_optimizer(t, model.parameters())
@@ -607,6 +608,10 @@ def _distributed_job(ranks: Ranks):
     try:
         yield
     except Exception as e:
+        if ranks.joined and "find_unused_parameters" in str(e):
+            raise Seq2SeqError(f"rank {ranks.rank}: some parameters of this model got no gradient in an update, "
+                               "which DistributedDataParallel refuses by default; set "
+                               "training.distributed.find_unused_parameters: true") from None
         if ranks.joined and lost_peer(e):
             first = str(e).splitlines()[0] if str(e) else ""
             raise Seq2SeqError(f"rank {ranks.rank}: another rank of the job stopped ({type(e).__name__}: "

@@ -317,3 +317,38 @@ def test_a_user_error_on_rank_0_ends_every_rank_with_its_message(data, tmp_path)
     assert "run directory exists; pass --overwrite" in p.stderr
     assert "rank 1: stopping, rank 0 failed" in p.stderr and "rank 0 (pid" in p.stderr
     assert (tmp_path / "run" / "config.yaml").read_text() == "x"
+
+
+def test_find_unused_parameters_reaches_ddp(data, tmp_path, monkeypatch):
+    """``training.distributed.find_unused_parameters`` is handed to DistributedDataParallel
+    (checked in one gloo rank of this process), and the update is unchanged by it."""
+    import torch.distributed as dist
+
+    from seq2seq.distributed import init, shutdown
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "0")                # a free port (one rank: nobody else connects)
+    monkeypatch.setattr("seq2seq.distributed._die_with_parent", lambda: None)
+    ranks, _ = init("gloo", 1.0, torch.device("cpu"))
+    try:
+        from seq2seq.tasks import build_task
+        from seq2seq.training import Trainer
+
+        for flag in (False, True):
+            cfg = make_config(data, **{**TINY, "training.distributed.find_unused_parameters": flag})
+            task = build_task(cfg)
+            torch.manual_seed(0)
+            trainer = Trainer(task, task.build_model(), tmp_path / str(flag), torch.device("cpu"), ranks)
+            assert trainer.training_pass.find_unused_parameters is flag
+            trainer.train_step([task.batch(task.epoch_batches(0)[0])])
+            params = [p.detach().clone() for p in trainer.model.parameters()]
+            if flag:
+                for a, b in zip(first, params):
+                    torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+            first = params
+    finally:
+        shutdown(ranks)
+    assert not dist.is_initialized()

@@ -52,13 +52,16 @@ class DistributedConfig(Section):
     """Data-parallel training over the processes torchrun starts (PyTorch
     DistributedDataParallel, Li et al. 2020): ``backend`` ``auto`` is NCCL on CUDA and
     gloo on the CPU; ``timeout_minutes`` bounds how long a rank waits for the others
-    in one collective (rank 0 validating, a slow checkpoint write).  Without torchrun
-    (no ``WORLD_SIZE`` in the environment) training runs in one process and this
-    section is unused.
+    in one collective (rank 0 validating, a slow checkpoint write).
+    ``find_unused_parameters``: let DistributedDataParallel look for parameters that
+    get no gradient in an update (a model with such parameters needs it; it costs a
+    walk over the autograd graph per update).  Without torchrun (no ``WORLD_SIZE`` in
+    the environment) training runs in one process and this section is unused.
     """
 
     backend: Literal["auto", "gloo", "nccl"] = "auto"
     timeout_minutes: float = Field(30.0, gt=0)
+    find_unused_parameters: bool = False
 
 
 class TrainingConfig(Section):
