@@ -5,8 +5,10 @@
     seq2seq data bible --out data/bible_en_es [--direction en-es|es-en] [--cache DIR] [--modules DIR]
         [--valid-books BOOK ...] [--test-books BOOK ...]     (SWORD modules from Debian's packages)
     seq2seq data chatterbot --out data/chatterbot [--cache DIR] [--wheel FILE]   (chatterbot-corpus, English)
-    seq2seq train CONFIG [--run RUN] [--set KEY=VALUE ...] [--overwrite]
-    seq2seq train --resume RUN [--set training.max_steps=...]
+    seq2seq train CONFIG [--run-dir RUN] [--set KEY=VALUE ...] [--overwrite] [--nproc N]
+    seq2seq train --resume RUN [--set training.max_steps=...] [--nproc N]
+    torchrun --standalone --nproc-per-node N -m seq2seq train CONFIG --run-dir RUN   (data parallel)
+    seq2seq preprocess CONFIG --out DIR [--workers N] [--vocab RUN] [--overwrite]   (data.train -> memory maps)
     seq2seq evaluate RUN --data FILE [--json] [--checkpoint best|last|averaged] [decoding options]
     seq2seq average RUN [--last N]
     seq2seq sample RUN --num N [--sample --temperature T --seed S]    (variational runs)
@@ -41,6 +43,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import typing
 import warnings
@@ -56,11 +59,27 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model from a YAML config, or resume a run")
     t.add_argument("config", nargs="?", help="YAML config (see configs/g2p_cmudict.yaml)")
-    t.add_argument("--run", help="run directory (default: runs/<config name>)")
+    # --run-dir, not --run: torchrun reads "--run" as an abbreviation of its own --run-path
+    # (`torchrun ... -m seq2seq train CFG --run DIR` fails); --run stays as an alias.
+    t.add_argument("--run-dir", "--run", dest="run", metavar="RUN", help="run directory (default: runs/<config name>)")
     t.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint")
     t.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override config keys, e.g. training.max_steps=2000 (repeatable; applied in order)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    t.add_argument("--nproc", type=int, metavar="N",
+                   help="data-parallel training in N processes on this machine (through torchrun's launcher; "
+                        "training.batch_size is per process)")
+
+    pp = sub.add_parser("preprocess", help="turn a config's data.train TSV into a memory-mapped corpus "
+                                           "(train from it with data.train: DIR)")
+    pp.add_argument("config", help="YAML config (its data section: tokenizers, limits, max_bad_lines)")
+    pp.add_argument("--out", required=True, help="the corpus directory to write")
+    pp.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="parallel tokenizing processes (default: every core)")
+    pp.add_argument("--vocab", metavar="DIR", help="reuse the tokenizers and vocabularies of this run or corpus")
+    pp.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", dest="overrides",
+                    help="override config keys, e.g. data.train=big.tsv")
+    pp.add_argument("--overwrite", action="store_true", help="replace an existing corpus directory")
 
     e = _run_parser(sub, "evaluate", "score a run on a TSV file (forecast runs: rolling origin on a CSV)", True)
     e.add_argument("--data", help="TSV: source<TAB>ref1[<TAB>ref2...]; forecast runs: CSV (default data.path)")
@@ -213,6 +232,16 @@ def _cmd_train(args) -> None:
     from seq2seq.config import load_config
     from seq2seq.training import resume, train
 
+    if args.nproc is not None:
+        from seq2seq.distributed import launch
+
+        if not (args.resume or args.config):
+            raise Seq2SeqError("train needs a CONFIG file (or --resume RUN)")
+        argv = ["train", *([args.config] if args.config else []), *(["--resume", args.resume] if args.resume else []),
+                *(["--run-dir", args.run] if args.run else []), *(["--overwrite"] if args.overwrite else []),
+                *(["--set", *args.overrides] if args.overrides else [])]
+        launch(args.nproc, argv)
+        return
     if args.resume:
         if args.config:
             raise Seq2SeqError("give either a CONFIG or --resume RUN, not both")
@@ -223,7 +252,20 @@ def _cmd_train(args) -> None:
     config = load_config(args.config, args.overrides)
     run = Path(args.run) if args.run else Path("runs") / config.name
     train(config, run, overwrite=args.overwrite)
-    print(f"run saved in {run}", file=sys.stderr)
+    if os.environ.get("RANK", "0") == "0":              # under torchrun: rank 0 speaks for the job
+        print(f"run saved in {run}", file=sys.stderr)
+
+
+def _cmd_preprocess(args) -> None:
+    from seq2seq.config import Config, load_config
+    from seq2seq.data.preprocess import preprocess
+
+    config = load_config(args.config, args.overrides, schema=Config)
+    m = preprocess(config, args.out, args.workers, args.vocab, args.overwrite)
+    print(f"wrote {args.out}: {m['pairs']:,} pairs ({m['tokens']['src']:,} source, {m['tokens']['tgt']:,} target "
+          f"tokens; {m['dropped']} too long, {m['bad_lines']} malformed lines skipped) in {m['seconds']} s "
+          f"({m['pairs'] / max(m['seconds'], 1e-9):,.0f} pairs/s, {args.workers} workers); "
+          f"train with data.train: {args.out}", file=sys.stderr)
 
 
 def format_table(results: dict) -> str:
@@ -453,14 +495,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     warnings.formatwarning = lambda message, *_, **__: f"seq2seq: warning: {message}\n"
     handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "data": _cmd_data,
                 "plot-attention": _cmd_plot_attention, "average": _cmd_average, "sample": _cmd_sample,
-                "chat": _cmd_chat, "serve": _cmd_serve, "export": _cmd_export}
+                "chat": _cmd_chat, "serve": _cmd_serve, "export": _cmd_export, "preprocess": _cmd_preprocess}
     try:
         handlers[args.command](args)
     except Seq2SeqError as e:
         print(f"seq2seq: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("seq2seq: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"seq2seq: interrupted{f' ({e})' if str(e) else ''}", file=sys.stderr)
         return 130
     return 0
 

@@ -14,6 +14,13 @@ A run directory holds everything about one run::
     RUN/checkpoints/last.*   weights + optimizer + scheduler + RNG + data position
     RUN/.lock                held by the one process writing the run (:mod:`seq2seq.run_lock`)
 
+Under torchrun every rank runs this loop (:mod:`seq2seq.distributed`): each update
+takes one global batch of ``batch_size x world_size`` and each rank its share;
+DistributedDataParallel averages the gradients; rank 0 alone validates (and
+broadcasts the results, so the schedule and early stopping agree), writes and holds
+the lock; every rank stops at the same step because the clock, the losses and the
+validation results they decide by are the same everywhere.
+
 The decoder reads the gold previous output (teacher forcing, Williams & Zipser
 1989; Sutskever et al. 2014) or, under ``training.teacher_forcing``'s schedule, its
 own prediction at rate 1 - eps_i (scheduled sampling, Bengio et al. 2015).  The task's
@@ -40,6 +47,9 @@ from seq2seq.checkpoint import (atomic_write_text, join_optimizer_state, kept_ch
                                 load_model_state, model_state, run_size_hints, save_checkpoint,
                                 split_optimizer_state)
 from seq2seq.config import dump_config, load_config
+from seq2seq.distributed import Ranks, data_parallel, lost_peer, shard
+from seq2seq.distributed import init as init_distributed
+from seq2seq.distributed import shutdown as shutdown_distributed
 from seq2seq.divergence import FiniteLossGuard
 from seq2seq.errors import Seq2SeqError
 from seq2seq.loggers import MetricsLog, build_loggers
@@ -122,6 +132,26 @@ class TrainState:
     stopped: str = ""
     extra: dict = field(default_factory=dict)
     window: dict = field(default_factory=dict)     # the logging window's sums since the last train row
+    samples_in_epoch: int = 0                      # examples of this epoch trained on, over all ranks
+
+
+class TrainingPass(nn.Module):
+    """The task's training forward pass as one module call, so that
+    DistributedDataParallel sees every forward (scheduled sampling and the forecast
+    model call several sub-modules of the model).
+
+    Args:
+        task: the task (its ``forward(model, batch, teacher_forcing)``).
+        model: the task's model (the only sub-module).
+    """
+
+    def __init__(self, task, model: nn.Module):
+        super().__init__()
+        self.task, self.model = task, model
+
+    def forward(self, batch, teacher_forcing: float):
+        """The model output for ``task.criterion`` (see :meth:`TextTask.forward`)."""
+        return self.task.forward(self.model, batch, teacher_forcing)
 
 
 class Trainer:
@@ -131,11 +161,14 @@ class Trainer:
         task: a :mod:`seq2seq.tasks` task with its training data.
         model: the task's model, already on ``device``.
         run_dir: the run directory (created by :func:`train`).
-        device: where to train.
+        device: where to train (this rank's device).
+        ranks: this process's place in a data-parallel job (default: one process).
     """
 
-    def __init__(self, task, model: nn.Module, run_dir: Path, device: torch.device):
-        self.task, self.model, self.run_dir, self.device = task, model, Path(run_dir), device
+    def __init__(self, task, model: nn.Module, run_dir: Path, device: torch.device, ranks: Ranks = Ranks()):
+        self.task, self.model, self.run_dir, self.device, self.ranks = task, model, Path(run_dir), device, ranks
+        self.training_pass = data_parallel(TrainingPass(task, model), ranks, device,
+                                           task.config.training.distributed.find_unused_parameters)
         self.config = task.config
         t = self.config.training
         self.optimizer = build_optimizer(t, model.parameters())
@@ -159,26 +192,41 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def save(self, name: str, score: Optional[float] = None) -> None:
         """Save ``last`` (full training state) or ``best`` / ``step_*`` (weights + scores;
-        ``score``: the best checkpoint's own score)."""
+        ``score``: the best checkpoint's own score).  Only rank 0 writes; ``last`` is a
+        collective (it gathers every rank's RNG state: ``rng.torch`` is rank 0's,
+        ``rng.torch.rank<r>`` rank r's), so every rank calls it."""
+        if name == "last":
+            self.state.window = {**{k: float(v) if k == "loss" else v for k, v in self.window.items()},
+                                 "stats": {k: list(v) for k, v in self.stats.items()}}
+            rng = self.ranks.gather({"torch": torch.get_rng_state(),
+                                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
+        if not self.ranks.is_main:
+            return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         meta = {"step": self.state.step, "epoch": self.state.epoch,
                 "best_score": self.state.best_score if score is None else score, "metric": self.metric}
         if name == "last":
-            self.state.window = {**{k: float(v) if k == "loss" else v for k, v in self.window.items()},
-                                 "stats": {k: list(v) for k, v in self.stats.items()}}
             opt_tensors, opt_rest = split_optimizer_state(self.optimizer.state_dict())
             tensors.update(opt_tensors)
-            tensors["rng.torch"] = torch.get_rng_state()
-            if torch.cuda.is_available():
-                for i, s in enumerate(torch.cuda.get_rng_state_all()):
-                    tensors[f"rng.cuda.{i}"] = s
-            meta.update(train_state=self.state.__dict__, optimizer=opt_rest,
+            for r, states in enumerate(rng):
+                suffix = f".rank{r}" if r else ""
+                tensors[f"rng.torch{suffix}"] = states["torch"]
+                for i, s in enumerate(states["cuda"]):
+                    tensors[f"rng.cuda.{i}{suffix}"] = s
+            meta.update(train_state=self.state.__dict__, optimizer=opt_rest, world_size=self.ranks.world_size,
                         scheduler=self.scheduler.state_dict() if self.scheduler else None)
         save_checkpoint(self.ckpt_dir / name, tensors, meta)
 
     def restore(self) -> None:
         """Load ``last``: weights, optimizer, scheduler, counters, RNG, data position;
-        drop the log rows written after it."""
+        drop the log rows written after it.
+
+        With another number of ranks than the run had, training continues from the same
+        global step and epoch, at the first global batch past the examples already seen
+        this epoch, and says that the result is not bit-identical to an uninterrupted run
+        (other global batches, other summation order); ranks the checkpoint has no RNG
+        state for are seeded from (seed, rank, step).
+        """
         tensors, meta = load_checkpoint(self.ckpt_dir / "last")
         load_model_state(self.model, model_state(tensors), self.ckpt_dir / "last.safetensors",
                          run_size_hints(self.run_dir))
@@ -194,21 +242,42 @@ class Trainer:
         if (self.ckpt_dir / "best.json").exists():
             best = json.loads((self.ckpt_dir / "best.json").read_text(encoding="utf-8"))
             self.best_file = (best.get("best_score"), best.get("step", 0))
-        torch.set_rng_state(tensors["rng.torch"])
+        saved_world = meta.get("world_size", 1)
+        suffix = f".rank{self.ranks.rank}" if self.ranks.rank else ""
+        if f"rng.torch{suffix}" in tensors:
+            torch.set_rng_state(tensors[f"rng.torch{suffix}"])
+        else:
+            torch.manual_seed(self.config.seed + 1_000_003 * self.ranks.rank + self.state.step)
         if torch.cuda.is_available():
-            states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-            if states:
+            states = [tensors[f"rng.cuda.{i}{suffix}"] for i in range(torch.cuda.device_count())
+                      if f"rng.cuda.{i}{suffix}" in tensors]
+            if states and len(states) == torch.cuda.device_count():
                 torch.cuda.set_rng_state_all(states)
-        self.metrics.truncate(self.state.step)
+        if saved_world != self.ranks.world_size:
+            st = self.state
+            sizes = [len(b) for b in self.epoch_batches(st.epoch)]
+            seen, st.batch_in_epoch = 0, 0
+            while st.batch_in_epoch < len(sizes) and seen < st.samples_in_epoch:
+                seen += sizes[st.batch_in_epoch]
+                st.batch_in_epoch += 1
+            self._print(f"[resume] the run had {saved_world} rank(s), this job has {self.ranks.world_size}: "
+                        f"continuing from global step {st.step} (epoch {st.epoch}, global batch {st.batch_in_epoch}), "
+                        "not bit-identical to an uninterrupted run (other global batches and summation order)")
+        if self.ranks.is_main:
+            self.metrics.truncate(self.state.step)
 
     # ------------------------------------------------------------------ logging
     def log(self, record: dict) -> None:
-        """One row to ``metrics.jsonl`` and every configured logger."""
+        """One row to ``metrics.jsonl`` and every configured logger (rank 0 only)."""
+        if not self.ranks.is_main:
+            return
         self.metrics.log(record)
         for logger in self.loggers:
             logger.log(record)
 
     def _print(self, msg: str) -> None:
+        if not self.ranks.is_main:
+            return
         if self._bar is not None:
             self._bar.write(msg, file=sys.stderr)
         else:
@@ -229,11 +298,15 @@ class Trainer:
                 counter and the best score that drives them alone, so a resumed run
                 continues exactly as an uninterrupted one.
 
+        Every rank calls it: rank 0 validates and broadcasts the results, so every rank
+        steps the scheduler and counts patience alike; only rank 0 writes.
+
         Raises:
             Seq2SeqError: a loss since the last check was NaN or infinite (nothing is saved).
         """
         self.guard.check()
-        results = self.task.validate(self.model, self.device)
+        results = self.task.validate(self.model, self.device) if self.ranks.is_main else None
+        results = self.ranks.broadcast(results)
         self.model.train()
         if results is None:
             if not final:
@@ -267,6 +340,8 @@ class Trainer:
             if p is not None and st.bad_validations >= p:
                 st.stopped = f"early stopping: no better {self.metric} in {p} validations"
             self.save("last")
+        if not self.ranks.is_main:
+            return
         self.task.plot(self.metrics.records, self.run_dir)
         if any(hasattr(logger, "log_attention") for logger in self.loggers):
             example = self.task.attention_example(self.model, self.device)
@@ -278,7 +353,7 @@ class Trainer:
     def _keep_step_checkpoint(self) -> None:
         """With ``keep_checkpoints`` N, save ``step_<step>`` weights and drop all but the last N."""
         n = self.config.training.keep_checkpoints
-        if n == 0:
+        if n == 0 or not self.ranks.is_main:
             return
         self.save(f"step_{self.state.step:08d}")
         for stem in kept_checkpoints(self.ckpt_dir)[:-n]:
@@ -319,26 +394,44 @@ class Trainer:
             batches: one batch, or ``accumulate_batches`` of them whose gradients are
                 summed (the objective is normalised by all their tokens or values).
 
+        Under torchrun ``batches`` are this rank's shares; the objective is normalised by
+        the count over all ranks and scaled by the number of ranks, so the gradient
+        DistributedDataParallel averages is the gradient of the whole global batch.
+
         Returns:
-            The summed loss (detached) and the count it is summed over.
+            The summed loss over all ranks and the count it is summed over.
         """
         t = self.config.training
         criterion = self.task.criterion
+        ranks = self.ranks
         batches = [b.to(self.device) for b in batches]
         total = sum(criterion.count(b) for b in batches)
+        if ranks.joined:
+            total = int(ranks.all_sum([float(total)], self.device)[0])
         eps = self.teacher_forcing()
         self.optimizer.zero_grad(set_to_none=True)
         loss_total = None
-        for batch in batches:
-            with autocast(t.precision, self.device):
-                output = self.task.forward(self.model, batch, eps)
-            terms = criterion(output, batch, self.state.step)
-            (terms.objective / total).backward()
+        stats: dict[str, list] = {} if ranks.joined else self.stats    # this rank's, summed over ranks below
+        for i, batch in enumerate(batches):
+            sync = ranks.joined and i + 1 < len(batches)       # DDP all-reduces after the last micro-batch only
+            with self.training_pass.no_sync() if sync else contextlib.nullcontext():
+                with autocast(t.precision, self.device):
+                    output = self.training_pass(batch, eps)
+                terms = criterion(output, batch, self.state.step)
+                (terms.objective * ranks.world_size / total).backward()
             loss_total = terms.loss if loss_total is None else loss_total + terms.loss
             for name, (value, n) in terms.stats.items():
-                acc = self.stats.setdefault(name, [0.0, 0])
+                acc = stats.setdefault(name, [0.0, 0])
                 acc[0] += value
                 acc[1] += n
+        if ranks.joined:                                        # the global loss and statistics, for logs
+            names = sorted(stats)
+            summed = ranks.all_sum([float(loss_total)] + [float(x) for k in names for x in stats[k]], self.device)
+            loss_total = torch.tensor(summed[0], dtype=torch.float64)
+            for j, k in enumerate(names):
+                acc = self.stats.setdefault(k, [0.0, 0])
+                acc[0] += summed[1 + 2 * j]
+                acc[1] += int(summed[2 + 2 * j])
         if t.clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_grad_norm)
         self.optimizer.step()
@@ -359,6 +452,13 @@ class Trainer:
         self.stats = {}
         return rec
 
+    def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
+        """The global batches of ``epoch``: the task's order for a batch of ``batch_size x
+        world_size``, without a last batch too small to give every rank an example."""
+        world = self.ranks.world_size
+        batches = self.task.epoch_batches(epoch, world)
+        return batches if world == 1 else [b for b in batches if len(b) >= world]
+
     def fit(self) -> TrainState:
         """Train until a limit or early stopping; returns the final counters.
 
@@ -370,8 +470,9 @@ class Trainer:
 
         t, st = self.config.training, self.state
         self.model.train()
-        self.loggers = build_loggers(t.loggers, self.run_dir, resume_step=st.step or None)
-        use_bar = t.progress_bar and sys.stderr.isatty()
+        main = self.ranks.is_main
+        self.loggers = build_loggers(t.loggers, self.run_dir, resume_step=st.step or None) if main else []
+        use_bar = t.progress_bar and sys.stderr.isatty() and main
         self._bar = tqdm(total=t.max_steps, initial=st.step, unit="step", dynamic_ncols=True,
                          file=sys.stderr) if use_bar else None
         w = self.window                      # restored on resume, so the first train row is exact
@@ -381,16 +482,19 @@ class Trainer:
         st.stopped = st.stopped or self._limit_reached()
         try:
             while not st.stopped:
-                batches = self.task.epoch_batches(st.epoch)
+                batches = self.epoch_batches(st.epoch)
                 while st.batch_in_epoch < len(batches):
                     group = batches[st.batch_in_epoch:st.batch_in_epoch + t.accumulate_batches]
                     eps = self.teacher_forcing()
-                    loss_sum, count = self.train_step([self.task.batch(idx) for idx in group])
+                    loss_sum, count = self.train_step([self.task.batch(shard(idx, self.ranks)) for idx in group])
                     st.step += 1
                     self.guard.add(st.step, loss_sum, count)
                     st.batch_in_epoch += len(group)
+                    st.samples_in_epoch += sum(len(idx) for idx in group)
                     now = time.perf_counter()
                     st.elapsed_s += now - last_tick
+                    if self.ranks.joined:         # rank 0's clock everywhere: every rank stops at the same step
+                        st.elapsed_s = self.ranks.all_sum([st.elapsed_s if main else 0.0], self.device)[0]
                     last_tick = now
                     w["count"] += count
                     w["loss"] += loss_sum
@@ -422,7 +526,7 @@ class Trainer:
                         break
                 else:
                     st.epoch += 1
-                    st.batch_in_epoch = 0
+                    st.batch_in_epoch = st.samples_in_epoch = 0
                     st.stopped = self._limit_reached()
             if validated_at != st.step:       # stopped off the validate_every grid
                 self.save("last")             # the state an uninterrupted run has here: resume starts from it
@@ -436,6 +540,8 @@ class Trainer:
         best_score, best_step = self.best_file
         best = best_score if best_score is None else round(best_score, 4)
         self._print(f"[done] {st.stopped}; step {st.step}, best {self.metric} {best} at step {best_step}")
+        if not main:
+            return st
         atomic_write_text(self.run_dir / "training.json", json.dumps(
             {"steps": st.step, "seconds": round(st.elapsed_s, 1), "stopped": st.stopped, "best_step": best_step,
              "best": best_score, "metric": self.metric}, indent=1) + "\n")
@@ -487,31 +593,83 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> RunLock:
     return lock
 
 
-def _setup_torch(config) -> torch.device:
-    if config.training.num_threads:
-        torch.set_num_threads(config.training.num_threads)
-    return resolve_device(config.training.device)
+def _setup_torch(config) -> tuple[Ranks, torch.device]:
+    """Threads, the device, and under torchrun the process group (:func:`seq2seq.distributed.init`)."""
+    t = config.training
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    return init_distributed(t.distributed.backend, t.distributed.timeout_minutes, resolve_device(t.device))
+
+
+@contextlib.contextmanager
+def _distributed_job(ranks: Ranks):
+    """Leave the process group at the end; a collective broken by another rank's death
+    becomes one clear error on this rank."""
+    try:
+        yield
+    except Exception as e:
+        if ranks.joined and "find_unused_parameters" in str(e):
+            raise Seq2SeqError(f"rank {ranks.rank}: some parameters of this model got no gradient in an update, "
+                               "which DistributedDataParallel refuses by default; set "
+                               "training.distributed.find_unused_parameters: true") from None
+        if ranks.joined and lost_peer(e):
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise Seq2SeqError(f"rank {ranks.rank}: another rank of the job stopped ({type(e).__name__}: "
+                               f"{first[:160]}); ending this rank") from None
+        raise
+    else:
+        shutdown_distributed(ranks)
+
+
+def _announce(task, model, device, ranks: Ranks) -> None:
+    """The data, model and (under torchrun) global batch lines, from rank 0."""
+    if not ranks.is_main:
+        return
+    print(f"[data] {task.summary()}", file=sys.stderr)
+    print(f"[model] {num_parameters(model):,} parameters on {device}", file=sys.stderr)
+    if ranks.joined:
+        t = task.config.training
+        unit = "tokens" if getattr(t, "batch_type", "sentences") == "tokens" else "examples"
+        n = ranks.world_size
+        print(f"[distributed] {n} rank{'s' if n > 1 else ''} ({ranks.backend}): batch_size {t.batch_size} {unit} "
+              f"per rank, global batch {n * t.batch_size} {unit}; learning rate {t.learning_rate} as configured",
+              file=sys.stderr)
 
 
 def train(config, run_dir: str | Path, overwrite: bool = False) -> Path:
     """Train a new run of any task described by ``config`` into ``run_dir``, holding
     the run's writer lock (:mod:`seq2seq.run_lock`) from start to end.
 
+    Under torchrun, rank 0 creates the run directory, takes the lock and saves the
+    vocabularies first; the other ranks then read them from ``run_dir`` (on one
+    machine, or a file system every machine shares).
+
     Raises:
         Seq2SeqError: bad data, an existing run directory, incompatible model sizes,
-            another process writing ``run_dir``, a diverged loss, a failed write.
+            another process writing ``run_dir``, a diverged loss, a failed write, a
+            rank of the job that stopped.
     """
     run_dir = Path(run_dir)
-    torch.manual_seed(config.seed)
-    task = build_task(config)
-    device = _setup_torch(config)
-    model = task.build_model().to(device)
-    with prepare_run_dir(run_dir, overwrite):
-        dump_config(config, run_dir / "config.yaml")
-        task.save(run_dir)
-        print(f"[data] {task.summary()}", file=sys.stderr)
-        print(f"[model] {num_parameters(model):,} parameters on {device}", file=sys.stderr)
-        Trainer(task, model, run_dir, device).fit()
+    ranks, device = _setup_torch(config)
+    with _distributed_job(ranks), contextlib.ExitStack() as stack:
+        torch.manual_seed(config.seed)
+
+        def create():                        # data and model errors come before the run directory exists
+            task = build_task(config)
+            model = task.build_model().to(device)
+            stack.enter_context(prepare_run_dir(run_dir, overwrite))
+            dump_config(config, run_dir / "config.yaml")
+            task.save(run_dir)
+            return task, model
+
+        task, model = ranks.main_first(create) or (None, None)
+        if task is None:                     # the other ranks: the vocabularies rank 0 saved
+            task = build_task(config, run_dir)
+            model = task.build_model().to(device)
+        if ranks.rank:                       # rank 0's initial weights are broadcast; dropout differs per rank
+            torch.manual_seed(config.seed + 1_000_003 * ranks.rank)
+        _announce(task, model, device, ranks)
+        Trainer(task, model, run_dir, device, ranks).fit()
     return run_dir
 
 
@@ -522,14 +680,16 @@ def resume(run_dir: str | Path, overrides: Optional[list[str]] = None) -> Path:
     """Continue the run in ``run_dir`` (any task) from its ``last`` checkpoint.
 
     Optimizer, scheduler, step, RNG state and data order are restored, so the run
-    continues as if it had not stopped.  ``overrides`` may change ``training.*``,
-    ``decoding.*`` and ``evaluation.*`` (e.g. raise ``training.max_steps``).
+    continues as if it had not stopped (under torchrun: with as many ranks as before;
+    with another number it continues from the same global step, not bit-identically).
+    ``overrides`` may change ``training.*``, ``decoding.*`` and ``evaluation.*`` (e.g.
+    raise ``training.max_steps``).
 
-    Holds the run's writer lock (:mod:`seq2seq.run_lock`) from start to end.
+    Holds the run's writer lock (:mod:`seq2seq.run_lock`) from start to end (rank 0).
 
     Raises:
         Seq2SeqError: not a run directory, a missing checkpoint, an override of
-            the model or data, or another process writing the run.
+            the model or data, another process writing the run, a rank that stopped.
     """
     run_dir = Path(run_dir)
     for item in overrides or []:
@@ -538,15 +698,17 @@ def resume(run_dir: str | Path, overrides: Optional[list[str]] = None) -> Path:
                                f"{', '.join(s + '*' for s in RESUMABLE_SECTIONS)}")
     if not (run_dir / "config.yaml").is_file():
         raise Seq2SeqError(f"{run_dir}: not a run directory (no config.yaml)")
-    with RunLock(run_dir):                                # one writer per run directory
-        config = load_config(run_dir / "config.yaml", overrides)
+    config = load_config(run_dir / "config.yaml", overrides)
+    ranks, device = _setup_torch(config)
+    with _distributed_job(ranks), contextlib.ExitStack() as stack:
+        ranks.main_first(lambda: stack.enter_context(RunLock(run_dir)))     # one writer per run directory
         task = build_task(config, run_dir)
-        device = _setup_torch(config)
         model = task.build_model().to(device)
-        trainer = Trainer(task, model, run_dir, device)
+        trainer = Trainer(task, model, run_dir, device, ranks)
         trainer.restore()
-        dump_config(config, run_dir / "config.yaml")
-        print(f"[resume] {run_dir} from step {trainer.state.step}", file=sys.stderr)
+        if ranks.is_main:
+            dump_config(config, run_dir / "config.yaml")
+            print(f"[resume] {run_dir} from step {trainer.state.step}", file=sys.stderr)
         trainer.fit()
     return run_dir
 

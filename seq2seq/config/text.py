@@ -45,6 +45,11 @@ class DataConfig(Section):
     ``truncate`` (its first ``max_src_len`` tokens are kept), ``reject`` (an error
     naming the file and line).  Training pairs with a target longer than
     ``max_tgt_len`` are dropped.
+
+    ``train`` may also name a directory written by ``seq2seq preprocess`` (a
+    memory-mapped corpus, :mod:`seq2seq.data.mapped`); ``max_bad_lines``: how many
+    malformed lines ``seq2seq preprocess`` skips (listing them in the corpus
+    directory's ``bad_lines.txt``) before it stops at one.
     """
 
     train: str
@@ -62,6 +67,7 @@ class DataConfig(Section):
     long_source: Literal["drop", "truncate", "reject"] = "drop"
     max_tgt_len: Optional[int] = Field(None, ge=1)
     autoencoder: bool = False
+    max_bad_lines: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> "DataConfig":

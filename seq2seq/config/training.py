@@ -48,6 +48,22 @@ class TeacherForcingConfig(Section):
         return self
 
 
+class DistributedConfig(Section):
+    """Data-parallel training over the processes torchrun starts (PyTorch
+    DistributedDataParallel, Li et al. 2020): ``backend`` ``auto`` is NCCL on CUDA and
+    gloo on the CPU; ``timeout_minutes`` bounds how long a rank waits for the others
+    in one collective (rank 0 validating, a slow checkpoint write).
+    ``find_unused_parameters``: let DistributedDataParallel look for parameters that
+    get no gradient in an update (a model with such parameters needs it; it costs a
+    walk over the autograd graph per update).  Without torchrun (no ``WORLD_SIZE`` in
+    the environment) training runs in one process and this section is unused.
+    """
+
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    timeout_minutes: float = Field(30.0, gt=0)
+    find_unused_parameters: bool = False
+
+
 class TrainingConfig(Section):
     """Optimisation, limits, validation, early stopping and checkpoints, for every task.
 
@@ -64,6 +80,10 @@ class TrainingConfig(Section):
     validations for ``seq2seq average``.  ``loggers``: ``metrics.jsonl`` is always
     written; ``tensorboard`` also writes TensorBoard event files to ``RUN/tensorboard``
     (``pip install 'seq2seq[tensorboard]'``).
+
+    Under torchrun, ``batch_size`` is per rank (a global batch of ``batch_size``
+    times the number of ranks) and the learning rate is used as given
+    (:class:`DistributedConfig`).
     """
 
     batch_size: int = Field(64, ge=1)
@@ -94,6 +114,7 @@ class TrainingConfig(Section):
     precision: Literal["fp32", "bf16"] = "fp32"
     progress_bar: bool = True
     loggers: list[Literal["tensorboard"]] = []
+    distributed: DistributedConfig = DistributedConfig()
 
     @model_validator(mode="after")
     def _check(self) -> "TrainingConfig":

@@ -122,21 +122,32 @@ class ParallelDataset:
         return Batch(src, src_len, src_mask, tgt_in, tgt_out, tgt_mask, idx, src_ext, tgt_out_ext)
 
     def sort_key(self) -> Tensor:
-        """(N,) a key ordering by source length, then target length.
-
-        Batches cut from this order mostly share one source length, and a batch
-        whose sources all have the same length is encoded without packing (one
-        fused RNN call; see :class:`~seq2seq.modules.encoders.RNNEncoder`).
-        """
-        if self.tgt_lengths is None:
-            return self.src_lengths
-        return self.src_lengths * (int(self.tgt_lengths.max()) + 1) + self.tgt_lengths
+        """(N,) :func:`length_sort_key` of the split."""
+        return length_sort_key(self.src_lengths, self.tgt_lengths)
 
     def lengths(self) -> Tensor:
-        """(N,) the padded footprint of each sentence: max(src_len, tgt_len)."""
-        if self.tgt_lengths is None:
-            return self.src_lengths
-        return torch.maximum(self.src_lengths, self.tgt_lengths)
+        """(N,) :func:`footprint` of each sentence."""
+        return footprint(self.src_lengths, self.tgt_lengths)
+
+
+def length_sort_key(src_lengths: Tensor, tgt_lengths: Optional[Tensor]) -> Tensor:
+    """(N,) a key ordering by source length, then target length (with ``<eos>``).
+
+    Batches cut from this order mostly share one source length, and a batch
+    whose sources all have the same length is encoded without packing (one
+    fused RNN call; see :class:`~seq2seq.modules.encoders.RNNEncoder`).
+    """
+    if tgt_lengths is None:
+        return src_lengths
+    return src_lengths * (int(tgt_lengths.max()) + 1) + tgt_lengths
+
+
+def footprint(src_lengths: Tensor, tgt_lengths: Optional[Tensor]) -> Tensor:
+    """(N,) the padded footprint of each sentence: max(src_len, tgt_len), what
+    ``batch_type: tokens`` counts."""
+    if tgt_lengths is None:
+        return src_lengths
+    return torch.maximum(src_lengths, tgt_lengths)
 
 
 class BucketSampler:

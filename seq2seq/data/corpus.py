@@ -26,7 +26,7 @@ def _sentencepiece_files(cfg: DataConfig) -> dict[str, str]:
     return {side: SPM_SRC if side == "src" else SPM_TGT for side in sides}
 
 
-def _train_tokenizers(cfg: DataConfig, train: list[Example]) -> tuple[Tokenizer, Tokenizer]:
+def train_tokenizers(cfg: DataConfig, train: list[Example]) -> tuple[Tokenizer, Tokenizer]:
     """The source and target tokenizers; sentencepiece models are trained on ``train``
     (jointly on both sides with ``sentencepiece.joint``)."""
     files = _sentencepiece_files(cfg)
@@ -45,6 +45,34 @@ def _train_tokenizers(cfg: DataConfig, train: list[Example]) -> tuple[Tokenizer,
             if files[side] == SPM_JOINT:
                 models["joint"] = models[side]
     return models["src"], models["tgt"]
+
+
+def load_tokenizers(cfg: DataConfig, folder: Path) -> tuple[Tokenizer, Tokenizer]:
+    """The source and target tokenizers of ``cfg``, sentencepiece models read from
+    ``folder`` (a run directory or a preprocessed corpus).
+
+    Raises:
+        Seq2SeqError: a missing or unreadable sentencepiece model.
+    """
+    files = _sentencepiece_files(cfg)
+    models = {name: SentencePieceTokenizer.load(Path(folder) / name, cfg.lowercase) for name in set(files.values())}
+    toks = [models[files[side]] if side in files else build_tokenizer(name, cfg.lowercase)
+            for side, name in (("src", cfg.src_tokenizer), ("tgt", cfg.tgt_tokenizer))]
+    return toks[0], toks[1]
+
+
+def save_tokenizers(src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, folder: Path) -> None:
+    """Write the sentencepiece model(s) of a pair of tokenizers into ``folder``:
+    ``sentencepiece.model`` (one joint model) or ``src_`` / ``tgt_sentencepiece.model``."""
+    for tok, name in ((src_tokenizer, SPM_SRC), (tgt_tokenizer, SPM_TGT)):
+        if isinstance(tok, SentencePieceTokenizer):
+            tok.save(Path(folder) / (SPM_JOINT if src_tokenizer is tgt_tokenizer else name))
+
+
+def long_source_error(where: str, line: int, length: int, max_src_len: int) -> Seq2SeqError:
+    """The error of a source over ``data.max_src_len`` under ``long_source: reject``."""
+    return Seq2SeqError(f"{where}:{line}: source has {length} tokens, more than data.max_src_len={max_src_len} "
+                        "(data.long_source: reject; set it to truncate or drop, or raise max_src_len)")
 
 
 @dataclass
@@ -88,7 +116,7 @@ class Corpus:
         Raises:
             Seq2SeqError: sentencepiece could not be trained on the data.
         """
-        src_tok, tgt_tok = _train_tokenizers(cfg, train)
+        src_tok, tgt_tok = train_tokenizers(cfg, train)
         src_vocab = Vocabulary.build((src_tok.encode(e.source) for e in train), cfg.src_min_freq, cfg.src_max_size)
         tgt_vocab = Vocabulary.build((tgt_tok.encode(r) for e in train for r in e.references),
                                      cfg.tgt_min_freq, cfg.tgt_max_size)
@@ -102,11 +130,8 @@ class Corpus:
         Raises:
             Seq2SeqError: a missing or unreadable vocabulary or model file.
         """
-        files = _sentencepiece_files(cfg)
-        models = {name: SentencePieceTokenizer.load(run_dir / name, cfg.lowercase) for name in set(files.values())}
-        toks = [models[files[side]] if side in files else build_tokenizer(name, cfg.lowercase)
-                for side, name in (("src", cfg.src_tokenizer), ("tgt", cfg.tgt_tokenizer))]
-        return cls(toks[0], toks[1], Vocabulary.load(run_dir / "src_vocab.txt"),
+        src_tok, tgt_tok = load_tokenizers(cfg, run_dir)
+        return cls(src_tok, tgt_tok, Vocabulary.load(run_dir / "src_vocab.txt"),
                    Vocabulary.load(run_dir / "tgt_vocab.txt"), copy)
 
     def save(self, run_dir: Path) -> None:
@@ -115,9 +140,7 @@ class Corpus:
         ``src_sentencepiece.model`` / ``tgt_sentencepiece.model``."""
         self.src_vocab.save(run_dir / "src_vocab.txt")
         self.tgt_vocab.save(run_dir / "tgt_vocab.txt")
-        for tok, name in ((self.src_tokenizer, SPM_SRC), (self.tgt_tokenizer, SPM_TGT)):
-            if isinstance(tok, SentencePieceTokenizer):
-                tok.save(run_dir / (SPM_JOINT if self.src_tokenizer is self.tgt_tokenizer else name))
+        save_tokenizers(self.src_tokenizer, self.tgt_tokenizer, run_dir)
 
     def split(self, examples: list[Example], with_targets: bool = True, max_src_len: Optional[int] = None,
               max_tgt_len: Optional[int] = None, long_source: str = "drop", where: str = "") -> Split:
@@ -142,9 +165,7 @@ class Corpus:
             too_long = [len(t) > max_src_len for t in src_tokens]
             if long_source == "reject" and any(too_long):
                 i = too_long.index(True)
-                raise Seq2SeqError(f"{where or 'input'}:{examples[i].line}: source has {len(src_tokens[i])} tokens, "
-                                   f"more than data.max_src_len={max_src_len} (data.long_source: reject; "
-                                   "set it to truncate or drop, or raise max_src_len)")
+                raise long_source_error(where or "input", examples[i].line, len(src_tokens[i]), max_src_len)
             if long_source == "truncate":
                 src_tokens = [t[:max_src_len] for t in src_tokens]
             else:

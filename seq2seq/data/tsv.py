@@ -24,6 +24,43 @@ class Example:
     line: int
 
 
+class BadLine(ValueError):
+    """A malformed TSV line; the message says what is wrong (the caller adds file:line)."""
+
+
+def parse_line(raw: bytes, n: int, multi_reference: bool = False, autoencoder: bool = False) -> Example | None:
+    """One TSV line (without its ``\\n``) as an :class:`Example`, or None for a blank line.
+
+    Args:
+        raw: the line's bytes; n: its 1-based number; multi_reference, autoencoder: as
+            in :func:`read_tsv`.
+
+    Raises:
+        BadLine: invalid UTF-8, no tab, an empty source or target, or extra columns
+            in a single-reference file.
+    """
+    try:
+        line = raw.decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError as e:
+        raise BadLine(f"invalid UTF-8 at byte {e.start} of the line") from None
+    if not line.strip():
+        return None
+    fields = line.split("\t")
+    if autoencoder:
+        fields = [fields[0], fields[0]]
+    if len(fields) < 2:
+        raise BadLine("no tab between source and target (expected 'source<TAB>target')")
+    if len(fields) > 2 and not multi_reference:
+        raise BadLine(f"{len(fields)} columns; a training file has exactly 'source<TAB>target'")
+    source, refs = fields[0].strip(), [f.strip() for f in fields[1:]]
+    if not source:
+        raise BadLine("empty source")
+    for i, r in enumerate(refs, start=2):
+        if not r:
+            raise BadLine(f"empty target in column {i}")
+    return Example(source, refs, n)
+
+
 def read_tsv(path: str | Path, multi_reference: bool = False, autoencoder: bool = False) -> list[Example]:
     """Read ``source<TAB>target`` lines (UTF-8).
 
@@ -54,25 +91,11 @@ def read_tsv(path: str | Path, multi_reference: bool = False, autoencoder: bool 
     examples = []
     for n, bline in enumerate(raw.split(b"\n"), start=1):
         try:
-            line = bline.decode("utf-8").rstrip("\r")
-        except UnicodeDecodeError as e:
-            raise Seq2SeqError(f"{path}:{n}: invalid UTF-8 at byte {e.start} of the line") from None
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        if autoencoder:
-            fields = [fields[0], fields[0]]
-        if len(fields) < 2:
-            raise Seq2SeqError(f"{path}:{n}: no tab between source and target (expected 'source<TAB>target')")
-        if len(fields) > 2 and not multi_reference:
-            raise Seq2SeqError(f"{path}:{n}: {len(fields)} columns; a training file has exactly 'source<TAB>target'")
-        source, refs = fields[0].strip(), [f.strip() for f in fields[1:]]
-        if not source:
-            raise Seq2SeqError(f"{path}:{n}: empty source")
-        for i, r in enumerate(refs, start=2):
-            if not r:
-                raise Seq2SeqError(f"{path}:{n}: empty target in column {i}")
-        examples.append(Example(source, refs, n))
+            example = parse_line(bline, n, multi_reference, autoencoder)
+        except BadLine as e:
+            raise Seq2SeqError(f"{path}:{n}: {e}") from None
+        if example is not None:
+            examples.append(example)
     if not examples:
         raise Seq2SeqError(f"{path}: no examples (the file is empty)")
     return examples

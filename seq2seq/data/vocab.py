@@ -40,7 +40,12 @@ class Vocabulary:
             max_size: keep at most this many non-special tokens (most frequent
                 first; ties broken alphabetically, so the result is deterministic).
         """
-        counts = Counter(t for seq in sequences for t in seq)
+        return cls.from_counts(Counter(t for seq in sequences for t in seq), min_freq, max_size)
+
+    @classmethod
+    def from_counts(cls, counts: Counter, min_freq: int = 1, max_size: Optional[int] = None) -> "Vocabulary":
+        """The vocabulary of token ``counts`` (what :meth:`build` counts; a streaming
+        preprocessor merges the counts of its workers), by the same rules."""
         kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in SPECIALS),
                       key=lambda t: (-counts[t], t))
         if max_size is not None:

@@ -10,7 +10,8 @@ A task knows its data, its model and its criterion; the one
 ``save(run_dir)``          vocabularies / scalers written into a new run directory
 ``build_model()``          the network its config describes (on the CPU)
 ``summary()``              one line about the data, printed when training starts
-``epoch_batches(epoch)``   index groups of one epoch, a function of (seed, epoch) only
+``epoch_batches(epoch, world_size)``   index groups of one epoch for a global batch of
+                           ``batch_size x world_size``, a function of (seed, epoch, world_size) only
 ``batch(index)``           one training batch (with ``.to(device)``)
 ``forward(model, batch, teacher_forcing)``   the model output for the criterion
 ``log_values(step)``       schedule values logged with each training row

@@ -59,11 +59,12 @@ class ForecastTask:
                 f"valid {len(self.valid) if self.valid is not None else 0}")
 
     # ------------------------------------------------------------------ training
-    def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
-        """Window indices of each batch of ``epoch``: a permutation drawn from (seed, epoch)."""
+    def epoch_batches(self, epoch: int, world_size: int = 1) -> list[torch.Tensor]:
+        """Window indices of each global batch of ``epoch`` (``batch_size x world_size``
+        windows): a permutation drawn from (seed, epoch)."""
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
         order = torch.randperm(len(self.train), generator=generator)
-        return list(order.split(self.config.training.batch_size))
+        return list(order.split(self.config.training.batch_size * world_size))
 
     def batch(self, index: torch.Tensor) -> Windows:
         return self.train.take(index)

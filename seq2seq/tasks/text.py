@@ -29,20 +29,24 @@ class TextTask:
         config: the run's config.
         corpus: tokenizers and vocabularies.
         train_split, valid_split: encoded data (None when only predicting).
+        train_data: the training dataset when it is not an in-memory split: a
+            :class:`~seq2seq.data.mapped.MappedDataset` (default ``train_split.dataset``).
     """
 
     unit = "tokens"
 
     def __init__(self, config: Config, corpus: Corpus, train_split: Optional[Split] = None,
-                 valid_split: Optional[Split] = None):
+                 valid_split: Optional[Split] = None, train_data=None):
         self.config, self.corpus = config, corpus
         self.train_split, self.valid_split = train_split, valid_split
+        self.train_data = train_data if train_data is not None else (train_split.dataset if train_split else None)
         t = config.training
         self.criterion = SequenceCriterion(
             corpus.tgt_vocab.pad_id, t.label_smoothing,
             t.coverage_loss_weight if config.model.decoder.coverage else 0.0,
             t.kl_weight, t.kl_anneal, t.kl_anneal_steps)
         self._sampler: Optional[BucketSampler] = None
+        self._sampler_world = 1
         self.dropped = 0                      # training pairs left out by the length limits
 
     @classmethod
@@ -51,15 +55,26 @@ class TextTask:
         data (training sentencepiece models if asked), or load it from ``run_dir``.
 
         The training split drops pairs over ``data.max_src_len`` / ``max_tgt_len``
-        (``long_source`` policies); the validation split keeps every example.
+        (``long_source`` policies); the validation split keeps every example.  A
+        ``data.train`` directory written by ``seq2seq preprocess`` is memory-mapped
+        instead (its vocabularies are the run's).
 
         Raises:
-            Seq2SeqError: unreadable or malformed files (naming file and line).
+            Seq2SeqError: unreadable or malformed files (naming file and line), a
+                preprocessed corpus built with other data settings.
         """
+        from seq2seq.data.mapped import is_mapped_corpus, open_mapped_corpus
+
         d = config.data
         copy = config.model.decoder.copy_attention
-        train_ex = read_tsv(d.train, autoencoder=d.autoencoder)
         valid_ex = read_tsv(d.valid, multi_reference=True, autoencoder=d.autoencoder) if d.valid else None
+        if is_mapped_corpus(d.train):
+            corpus, mapped, manifest = open_mapped_corpus(d.train, d, run_dir, copy)
+            valid_split = evaluation_split(corpus, d, valid_ex, d.valid) if valid_ex else None
+            task = cls(config, corpus, None, valid_split, train_data=mapped)
+            task.dropped = manifest["dropped"]
+            return task
+        train_ex = read_tsv(d.train, autoencoder=d.autoencoder)
         corpus = Corpus.load(d, run_dir, copy=copy) if run_dir else Corpus.from_config(d, train_ex, copy=copy)
         train_split = corpus.split(train_ex, max_src_len=d.max_src_len, max_tgt_len=d.max_tgt_len,
                                    long_source=d.long_source, where=d.train)
@@ -78,22 +93,24 @@ class TextTask:
 
     def summary(self) -> str:
         """The data line printed when training starts."""
-        n = len(self.train_split.examples)
+        n = len(self.train_data)
         return (f"train {n} pairs{f' ({self.dropped} too long, dropped)' if self.dropped else ''}, valid {len(self.valid_split.examples) if self.valid_split else 0}; "
                 f"vocab src {len(self.corpus.src_vocab)} tgt {len(self.corpus.tgt_vocab)}")
 
     # ------------------------------------------------------------------ training
-    def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
-        """Row indices of each batch of ``epoch``: length buckets, shuffled by (seed, epoch)."""
-        if self._sampler is None:
-            t, ds = self.config.training, self.train_split.dataset
-            self._sampler = BucketSampler(ds.lengths(), t.batch_size, t.batch_type, shuffle=True,
+    def epoch_batches(self, epoch: int, world_size: int = 1) -> list[torch.Tensor]:
+        """Row indices of each global batch of ``epoch`` (``batch_size x world_size``
+        sentences or tokens): length buckets, shuffled by (seed, epoch)."""
+        if self._sampler is None or self._sampler_world != world_size:
+            t, ds = self.config.training, self.train_data
+            self._sampler = BucketSampler(ds.lengths(), t.batch_size * world_size, t.batch_type, shuffle=True,
                                           seed=self.config.seed, sort_key=ds.sort_key())
+            self._sampler_world = world_size
         return self._sampler.batches(epoch)
 
     def batch(self, index: torch.Tensor) -> Batch:
         """The training batch of rows ``index``."""
-        return self.train_split.dataset.batch(index)
+        return self.train_data.batch(index)
 
     def word_dropout(self, batch: Batch) -> Batch:
         """Replace decoder inputs after ``<bos>`` by ``<unk>`` at rate ``training.word_dropout``
