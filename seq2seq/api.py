@@ -114,7 +114,8 @@ class Seq2Seq:
         manifest = read_manifest(folder)
         config = load_config(folder / "config.yaml", schema=Config)
         corpus = Corpus.load(config.data, folder)
-        return cls(config, corpus, OnnxEncoderDecoder.from_manifest(folder, manifest).eval(), torch.device("cpu"), run_dir=folder)
+        model = OnnxEncoderDecoder.from_manifest(folder, manifest).eval()
+        return cls(config, corpus, model, torch.device("cpu"), run_dir=folder)
 
     @classmethod
     def ensemble(cls, runs: Sequence["Seq2Seq"], weights: Optional[Sequence[float]] = None) -> "Seq2Seq":

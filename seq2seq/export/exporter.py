@@ -31,7 +31,7 @@ from seq2seq.errors import Seq2SeqError
 from seq2seq.export.graphs import (EncoderGraph, ForecastDecoderGraph, ForecastEncoderGraph, StepGraph,
                                    check_exportable)
 from seq2seq.export.manifest import FORMAT, VERSION, require_onnx, write_manifest
-from seq2seq.export.runtime import OnnxForecastModel, session
+from seq2seq.export.runtime import Graph, OnnxForecastModel
 
 DEFAULT_OPSET = 17
 TOLERANCE = 1e-4          # fp32 export check: largest |onnxruntime - PyTorch| on the sample
@@ -139,14 +139,14 @@ def _check(folder: Path, encoder: EncoderGraph, step: StepGraph, src: torch.Tens
     Raises:
         Seq2SeqError: a difference above TOLERANCE."""
     with torch.no_grad():
-        expected = encoder(src, lengths)
-    got = session(folder / "encoder.onnx", 1).run(None, {"src": src.numpy(), "src_lengths": lengths.numpy()})
-    worst = max(float((torch.from_numpy(a).float() - b.float()).abs().max()) for a, b in zip(got, expected))
-    feeds = _step_inputs(step, dict(zip(encoder.output_names, expected)), src.size(1), torch.Generator().manual_seed(1))
+        expected = dict(zip(encoder.output_names, encoder(src, lengths)))
+    got = Graph(folder / "encoder.onnx", 1)({"src": src, "src_lengths": lengths})
+    worst = max(float((got[k].float() - v.float()).abs().max()) for k, v in expected.items())
+    feeds = _step_inputs(step, expected, src.size(1), torch.Generator().manual_seed(1))
     with torch.no_grad():
-        expected = step(*feeds.values())
-    got = session(folder / "decoder_step.onnx", 1).run(None, {k: v.contiguous().numpy() for k, v in feeds.items()})
-    worst = max(worst, *(float((torch.from_numpy(a) - b).abs().max()) for a, b in zip(got, expected)))
+        expected = dict(zip(step.output_names, step(*feeds.values())))
+    got = Graph(folder / "decoder_step.onnx", 1)(feeds)
+    worst = max(worst, *(float((got[k] - v).abs().max()) for k, v in expected.items()))
     if worst > TOLERANCE:
         raise Seq2SeqError(f"cannot export: onnxruntime differs from PyTorch by {worst:.2e} on a sample batch "
                            f"(limit {TOLERANCE:g}); nothing was written")

@@ -33,8 +33,26 @@ def session(path: Path, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _numpy(t: Tensor):
-    return t.detach().contiguous().numpy()
+class Graph:
+    """One exported graph, called with named tensors and answering named tensors.
+
+    Args:
+        path: the ``.onnx`` file; threads: onnxruntime intra-op threads.
+
+    Attributes:
+        inputs, outputs: the graph's input and output names, in order.
+    """
+
+    def __init__(self, path: Path, threads: int):
+        self.session = session(path, threads)
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, tensors: dict[str, Optional[Tensor]]) -> dict[str, Tensor]:
+        """Run on the graph's inputs taken from ``tensors`` (other entries are ignored);
+        the outputs share memory with onnxruntime's arrays (no copy)."""
+        feeds = {name: tensors[name].detach().contiguous().numpy() for name in self.inputs}
+        return dict(zip(self.outputs, (torch.from_numpy(a) for a in self.session.run(None, feeds))))
 
 
 class OnnxDecoder:
@@ -42,17 +60,18 @@ class OnnxDecoder:
     :meth:`~seq2seq.modules.decoders.RNNDecoder.step`).
 
     Args:
-        graph: the onnxruntime session of ``decoder_step.onnx``.
-        rows: the per-row state names (``h``, ``c``, ``feed``, ``coverage``).
+        graph: ``decoder_step.onnx``.
         hidden_size: H (for the zero ``feed`` of a start state).
+
+    Attributes:
+        rows: the per-row state names (``h``, ``c``, ``feed``, ``coverage``).
     """
 
     copy = False
 
-    def __init__(self, graph, rows: list[str], hidden_size: int):
-        self.graph, self.rows, self.hidden_size = graph, rows, hidden_size
-        self.inputs = [i.name for i in graph.get_inputs()]
-        self.outputs = [o.name for o in graph.get_outputs()]
+    def __init__(self, graph: Graph, hidden_size: int):
+        self.graph, self.hidden_size = graph, hidden_size
+        self.rows = [n.removesuffix("_out") for n in graph.outputs if n.endswith("_out")]
 
     def step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
         """One decoder step in onnxruntime.
@@ -68,8 +87,7 @@ class OnnxDecoder:
         tensors = {"prev": prev_tokens, "h": h, "c": c, "feed": state.feed, "coverage": state.coverage,
                    "mask": state.source.mask, "states": state.source.states, "keys": state.source.keys,
                    "memory_proj": state.source.memory_proj, "context": state.source.context}
-        out = dict(zip(self.outputs, (torch.from_numpy(a) for a in self.graph.run(
-            None, {name: _numpy(tensors[name]) for name in self.inputs}))))
+        out = self.graph(tensors)
         hidden = (out["h_out"], out["c_out"]) if "c_out" in out else out["h_out"]
         new = DecoderState(hidden, state.source, out.get("feed_out"), out.get("coverage_out"), state.beam)
         return out["logits"], new, out.get("attention")
@@ -88,11 +106,8 @@ class OnnxEncoderDecoder(nn.Module):
     def __init__(self, encoder: Path, step: Path, hidden_size: int, threads: Optional[int] = None):
         super().__init__()
         threads = threads or torch.get_num_threads()
-        self.encoder_graph = session(Path(encoder), threads)
-        self.encoder_outputs = [o.name for o in self.encoder_graph.get_outputs()]
-        step = session(Path(step), threads)
-        rows = [o.name.removesuffix("_out") for o in step.get_outputs() if o.name.endswith("_out")]
-        self.decoder = OnnxDecoder(step, rows, hidden_size)
+        self.encoder_graph = Graph(Path(encoder), threads)
+        self.decoder = OnnxDecoder(Graph(Path(step), threads), hidden_size)
         self.latent = None
 
     @classmethod
@@ -112,8 +127,7 @@ class OnnxEncoderDecoder(nn.Module):
             (None, the start state: hidden from the bridge, the source memory, zero
             ``feed`` / ``coverage`` where the decoder has them).
         """
-        out = dict(zip(self.encoder_outputs, (torch.from_numpy(a) for a in self.encoder_graph.run(
-            None, {"src": _numpy(src.long()), "src_lengths": _numpy(src_lengths.long())}))))
+        out = self.encoder_graph({"src": src.long(), "src_lengths": src_lengths.long()})
         hidden = (out["h"], out["c"]) if "c" in out else out["h"]
         source = SourceMemory(out.get("mask", src_mask), out.get("states"), out.get("keys"), out.get("memory_proj"),
                               out.get("context"))
@@ -144,17 +158,13 @@ class OnnxEncoderDecoder(nn.Module):
 class OnnxForecastDecoder:
     """The forecast decoder graph, called as :class:`~seq2seq.forecast.model.ForecastDecoder` is."""
 
-    def __init__(self, graph):
+    def __init__(self, graph: Graph):
         self.graph = graph
-        self.inputs = [i.name for i in graph.get_inputs()]
-        self.outputs = [o.name for o in graph.get_outputs()]
 
     def __call__(self, inputs: Tensor, hidden, encoded, keys: Optional[Tensor]):
         """inputs: (B, steps, F_in) -> outputs (B, steps, V x Q) and the next state."""
         h, c = hidden if isinstance(hidden, tuple) else (hidden, None)
-        tensors = {"inputs": inputs, "h": h, "c": c, "states": encoded.outputs, "keys": keys}
-        out = dict(zip(self.outputs, (torch.from_numpy(a) for a in self.graph.run(
-            None, {name: _numpy(tensors[name]) for name in self.inputs}))))
+        out = self.graph({"inputs": inputs, "h": h, "c": c, "states": encoded.outputs, "keys": keys})
         return out["outputs"], ((out["h_out"], out["c_out"]) if "c_out" in out else out["h_out"])
 
 
@@ -178,9 +188,8 @@ class OnnxForecastModel(ForecastModel):
         self.median = self.quantiles.index(0.5)
         self.window_normalization = cfg.window_normalization
         self.feed_previous = cfg.decoder.feed_previous_output
-        self.encoder_graph = session(Path(encoder), threads)
-        self.encoder_outputs = [o.name for o in self.encoder_graph.get_outputs()]
-        self.decoder = OnnxForecastDecoder(session(Path(decoder), threads))
+        self.encoder_graph = Graph(Path(encoder), threads)
+        self.decoder = OnnxForecastDecoder(Graph(Path(decoder), threads))
 
     @classmethod
     def from_manifest(cls, folder: Path, manifest: dict, config, threads: Optional[int] = None
@@ -192,8 +201,7 @@ class OnnxForecastModel(ForecastModel):
 
     def encode(self, x: Tensor):
         """x: (B, L, V + C) -> the decoder's start state, the encoder output, the keys."""
-        out = dict(zip(self.encoder_outputs, (torch.from_numpy(a) for a in self.encoder_graph.run(
-            None, {"x": _numpy(x.float())}))))
+        out = self.encoder_graph({"x": x.float()})
         hidden = (out["h"], out["c"]) if "c" in out else out["h"]
         states = out["states"]
         return hidden, EncoderOutput(states, None, torch.ones(states.shape[:2], dtype=torch.bool)), out.get("keys")
