@@ -10,13 +10,14 @@ reference over its length) next to the published table of that folder's README.
 With ``--evaluate-only`` an existing run directory is scored without training.
 
 ``--ensemble N`` trains N runs that differ only in their seed (``RUN``, ``RUN_seed2``,
-...; one at a time, each with the full budget) and also scores them decoded as one
+...; ``--jobs J`` at a time, each with the full budget, each a ``seq2seq train`` process
+logging to ``RUN.log``) and also scores them decoded as one
 ensemble (:mod:`seq2seq.models.ensemble`); ``--average K`` keeps each run's last K
 validation checkpoints and also scores their average (``seq2seq average``), alone and
 as an ensemble.
 
     python benchmarks/g2p_benchmark.py [--minutes 48] [--set KEY=VALUE ...] [--run runs/bench_g2p]
-        [--config configs/g2p_g014b2b_large.yaml] [--ensemble N] [--average K]
+        [--config configs/g2p_g014b2b_large.yaml] [--ensemble N] [--average K] [--jobs J]
     python benchmarks/g2p_benchmark.py --evaluate-only --run runs/bench_g2p [--ensemble N] [--average K]
 """
 
@@ -25,8 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from seq2seq.api import Seq2Seq
@@ -34,7 +37,6 @@ from seq2seq.checkpoint import atomic_write_text
 from seq2seq.config import load_config
 from seq2seq.data.tsv import read_tsv
 from seq2seq.modules import num_parameters
-from seq2seq.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "g2p-cmudict-g014b2b"
@@ -67,9 +69,39 @@ def prepare(workdir: Path, n_valid: int = 2670, seed: int = 1234) -> dict[str, P
     return paths
 
 
+def last_step(run: str) -> int | None:
+    """The last training step logged in ``run``'s metrics.jsonl (None when absent)."""
+    path = Path(run) / "metrics.jsonl"
+    steps = [json.loads(line).get("step") for line in path.read_text().splitlines() if line.strip()] \
+        if path.exists() else []
+    return max((s for s in steps if s is not None), default=None)
+
+
 def run_dirs(run: str, n: int) -> list[str]:
     """The runs of an ensemble of ``n``: ``run``, ``run_seed2``, ..."""
     return [run] + [f"{run}_seed{k + 1}" for k in range(1, n)]
+
+
+def train_runs(config: str, overrides: list[str], runs: list[str], seed: int, jobs: int) -> list[float]:
+    """Train ``runs[k]`` with seed ``seed + k``, ``jobs`` processes at a time.
+
+    Each run is a ``seq2seq train`` process whose output goes to ``RUN.log``.
+    Returns each run's wall-clock minutes. Raises SystemExit naming the log of a
+    run that failed.
+    """
+    def one(k: int) -> float:
+        run = runs[k]
+        cmd = [sys.executable, "-m", "seq2seq", "train", config, "--run", run, "--overwrite",
+               "--set", *overrides, f"seed={seed + k}"]
+        start = time.time()
+        with open(run + ".log", "w") as log:
+            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if code:
+            sys.exit(f"training {run} failed (exit status {code}); see {run}.log")
+        return round((time.time() - start) / 60, 1)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, range(len(runs))))
 
 
 def main(argv=None) -> None:
@@ -85,6 +117,8 @@ def main(argv=None) -> None:
                                                                          "them as an ensemble too")
     p.add_argument("--average", type=int, default=0, metavar="K", help="keep each run's last K validation "
                                                                         "checkpoints and score their average too")
+    p.add_argument("--jobs", type=int, default=1, metavar="J", help="runs trained at the same time (set "
+                                                                    "training.num_threads so J x threads <= cores)")
     p.add_argument("--evaluate-only", action="store_true", help="score the existing run directories")
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "g2p_benchmark.json"))
     args = p.parse_args(argv)
@@ -94,7 +128,9 @@ def main(argv=None) -> None:
     runs = run_dirs(args.run, args.ensemble)
     previous = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
     if args.evaluate_only:
-        train_minutes = previous.get("train_minutes_per_run", previous.get("train_minutes"))
+        run_minutes = previous.get("train_minutes_each", [previous.get("train_minutes_per_run",
+                                                                       previous.get("train_minutes"))])
+        wall_minutes = previous.get("train_minutes_wall")
         overrides = previous.get("overrides", [])
     else:
         paths = prepare(Path(args.run + "_data"))
@@ -104,10 +140,12 @@ def main(argv=None) -> None:
                      "training.validate_every=1000", "training.plateau_patience=3",
                      *([f"training.keep_checkpoints={args.average}"] if args.average else []), *args.overrides]
         seed = load_config(args.config, overrides).seed
+        for k in range(len(runs)):  # a bad config or override fails here, before any training starts
+            load_config(args.config, [*overrides, f"seed={seed + k}"])
         start = time.time()
-        for k, run in enumerate(runs):
-            train(load_config(args.config, [*overrides, f"seed={seed + k}"]), run, overwrite=True)
-        train_minutes = round((time.time() - start) / 60 / len(runs), 1)
+        run_minutes = train_runs(args.config, overrides, runs, seed, args.jobs)
+        wall_minutes = round((time.time() - start) / 60, 1)
+    train_minutes = max(run_minutes)
     if args.average:
         for run in runs:
             folder = Path(run) / "checkpoints"
@@ -130,7 +168,8 @@ def main(argv=None) -> None:
                                                    "decode_seconds": round(time.time() - t0, 1)}
             print(f"[{system}, {name}] {scores[system][name]}", file=sys.stderr)
     single = Seq2Seq.load(runs[0])
-    out = {"systems": scores, "test_words": results["sentences"], "train_minutes_per_run": train_minutes,
+    out = {"systems": scores, "test_words": results["sentences"], "train_minutes_each": run_minutes,
+           "train_minutes_wall": wall_minutes, "jobs": args.jobs, "steps": [last_step(run) for run in runs],
            "params": num_parameters(single.model), "runs": runs, "config": args.config, "overrides": overrides}
     print(f"\nG2P, CMUdict g014b2b test ({results['sentences']} words)")
     print(f"{'system':72s} {'PER %':>6s} {'WER %':>6s}")
