@@ -10,7 +10,6 @@ of each kind also runs as a real ``python -m seq2seq`` subprocess (``SUBPROCESS`
 from __future__ import annotations
 
 import io
-import json
 import re
 import shlex
 import shutil

@@ -20,8 +20,7 @@ ATTENTION_CASES = {
     "cell=rnn": {"model.encoder.cell": "rnn", "model.decoder.cell": "rnn"},
     "cell=gru": {"model.encoder.cell": "gru", "model.decoder.cell": "gru"},
     "cell=lstm": {"model.encoder.cell": "lstm", "model.decoder.cell": "lstm"},
-    # each attention type
-    "attention=bahdanau": {"model.decoder.attention": "bahdanau"},
+    # each attention type (luong_general is the default; bahdanau is the scheduled-sampling case below)
     "attention=luong_dot": {"model.decoder.attention": "luong_dot", "model.encoder.hidden_size": 32,
                             "training.max_steps": 1500},
     "attention=luong_concat+input_feeding": {"model.decoder.attention": "luong_concat",
@@ -41,7 +40,6 @@ ATTENTION_CASES = {
 }
 NO_ATTENTION_CASES = {
     "bridge=last": {"model.bridge": "last", "model.encoder.hidden_size": 48},
-    "bridge=projection": {"model.bridge": "projection", "model.encoder.hidden_size": 96},
     "bridge=projection+lstm": {"model.bridge": "projection", "model.encoder.cell": "lstm",
                                "model.decoder.cell": "lstm", "model.encoder.hidden_size": 96},
     # Cho et al. 2014: the context at every step and in the readout

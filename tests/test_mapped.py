@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,6 +65,20 @@ def test_mapped_corpus_yields_the_same_batches_as_the_in_memory_path(varied, tmp
                 x, y = memory.batch(ia), mapped.batch(ib)
                 for name in ("src", "src_lengths", "src_mask", "tgt_in", "tgt_out", "tgt_mask", "indices"):
                     assert torch.equal(getattr(x, name), getattr(y, name)), name
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc/self/maps")
+def test_a_batch_unmaps_what_it_read_and_lengths_stay_int32(varied, tmp_path):
+    """Only the int32 lengths stay in memory; after a batch no page of the corpus files is
+    mapped into the process any more (a map kept open would grow to the corpus's size)."""
+    cfg = make_config(varied)
+    preprocess(cfg, tmp_path / "corpus", workers=1)
+    task = TextTask.for_training(make_config(varied, **{"data.train": str(tmp_path / "corpus")}))
+    data = task.train_data
+    assert data.src_lengths.dtype == data.tgt_lengths.dtype == data.sort_key().dtype == torch.int32
+    batch = data.batch(task.epoch_batches(0)[0])
+    assert batch.src_lengths.dtype == torch.long                  # what packing and the model expect
+    assert str(tmp_path / "corpus") not in Path("/proc/self/maps").read_text()
 
 
 def test_training_from_a_mapped_corpus_equals_training_from_the_tsv(varied, tmp_path):

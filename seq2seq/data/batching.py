@@ -139,7 +139,9 @@ def length_sort_key(src_lengths: Tensor, tgt_lengths: Optional[Tensor]) -> Tenso
     """
     if tgt_lengths is None:
         return src_lengths
-    return src_lengths * (int(tgt_lengths.max()) + 1) + tgt_lengths
+    key = src_lengths.long() * (int(tgt_lengths.max()) + 1) + tgt_lengths
+    fits = key.numel() == 0 or int(key.max()) <= torch.iinfo(src_lengths.dtype).max
+    return key.to(src_lengths.dtype) if fits else key      # int32 lengths keep an int32 key when they can
 
 
 def footprint(src_lengths: Tensor, tgt_lengths: Optional[Tensor]) -> Tensor:

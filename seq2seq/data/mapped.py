@@ -12,15 +12,18 @@ in ``.npy`` files (fairseq's ``MMapIndexedDataset`` layout):
     DIR/manifest.json      counts, the data settings it was built with, the source file
     DIR/bad_lines.txt      the malformed lines skipped under data.max_bad_lines, if any
 
-Only the lengths are read into memory (for length bucketing); a batch reads its own
-sentences' ids from the maps, so memory does not grow with the corpus.
+Only the lengths are read into memory (int32, for length bucketing); a batch maps the
+files, reads its own sentences' ids and unmaps them, so memory does not grow with the
+corpus nor with the number of batches read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import mmap
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -78,6 +81,12 @@ class MappedDataset:
     """The training split of a preprocessed corpus, with :class:`~seq2seq.data.batching.ParallelDataset`'s
     interface (``len``, ``batch``, ``lengths``, ``sort_key``): the same batches, read from memory maps.
 
+    Only the lengths live in memory, as int32 (8 bytes a pair for both sides). Each
+    :meth:`batch` maps the ids and offsets files, gathers its rows and unmaps them, so
+    the pages it touched leave the process (they stay in the kernel's page cache): the
+    resident size stays flat however many batches are read, where one long-lived map
+    would grow to the corpus's size as training touches every page of it.
+
     Args:
         folder: the corpus directory.
         src_vocab, tgt_vocab: its vocabularies (for the pad, bos and eos ids).
@@ -88,34 +97,60 @@ class MappedDataset:
 
     def __init__(self, folder: str | Path, src_vocab: Vocabulary, tgt_vocab: Vocabulary):
         self.folder = Path(folder)
-        self.maps: dict[str, dict[str, np.ndarray]] = {}
+        self.layout: dict[str, dict[str, tuple[np.dtype, int, int]]] = {}   # side -> name -> (dtype, count, offset)
+        lengths = {}
         for side in SIDES:
-            try:
-                self.maps[side] = {name: np.load(array_path(self.folder, side, name), mmap_mode="r")
-                                   for name in ARRAYS}
-            except (OSError, ValueError) as e:
-                raise Seq2SeqError(f"{self.folder}: cannot map the {side} arrays ({e}); "
-                                   "run `seq2seq preprocess` again") from None
-        n = {len(self.maps[s]["lengths"]) for s in SIDES} | {len(self.maps[s]["offsets"]) - 1 for s in SIDES}
+            self.layout[side] = {}
+            for name in ARRAYS:
+                path = array_path(self.folder, side, name)
+                try:
+                    array = np.load(path, mmap_mode="r")
+                    if array.ndim != 1:
+                        raise ValueError(f"{array.ndim} dimensions, not 1")
+                except (OSError, ValueError) as e:
+                    raise Seq2SeqError(f"{path}: cannot map the {side} {name} ({e}); "
+                                       "run `seq2seq preprocess` again") from None
+                self.layout[side][name] = (array.dtype, len(array), array.offset)
+                if name == "lengths":
+                    lengths[side] = torch.from_numpy(np.array(array, dtype=np.int32))
+                del array                                   # unmapped: only the int32 copy stays
+        n = {len(lengths[s]) for s in SIDES} | {self.layout[s]["offsets"][1] - 1 for s in SIDES}
         if len(n) != 1:
             raise Seq2SeqError(f"{self.folder}: source and target arrays disagree on the number of pairs")
-        self.src_lengths = torch.from_numpy(self.maps["src"]["lengths"].astype(np.int64))
-        self.tgt_lengths = torch.from_numpy(self.maps["tgt"]["lengths"].astype(np.int64)) + 1    # with <eos>
+        self.src_lengths = lengths["src"]                   # (N,) int32
+        self.tgt_lengths = lengths["tgt"] + 1               # (N,) int32, with <eos>
         self.pad_id, self.tgt_pad = src_vocab.pad_id, tgt_vocab.pad_id
         self.bos_id, self.eos_id = tgt_vocab.bos_id, tgt_vocab.eos_id
 
     def __len__(self) -> int:
         return len(self.src_lengths)
 
-    def _rows(self, side: str, index: np.ndarray, width: int, pad: int, shift: int = 0) -> np.ndarray:
-        """(batch, width) the sentences ``index`` of ``side`` starting at column ``shift``, padded."""
-        m = self.maps[side]
-        lengths = m["lengths"][index].astype(np.int64)
+    @contextlib.contextmanager
+    def _mapped(self, side: str) -> Iterator[dict[str, np.ndarray]]:
+        """``side``'s ids and offsets as read-only arrays over maps that close on exit
+        (the arrays must not outlive the block: gather copies out of them)."""
+        views: dict[str, np.ndarray] = {}
+        with contextlib.ExitStack() as stack:
+            for name in ("ids", "offsets"):
+                dtype, count, offset = self.layout[side][name]
+                f = stack.enter_context(open(array_path(self.folder, side, name), "rb"))
+                m = stack.enter_context(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+                views[name] = np.frombuffer(m, dtype=dtype, count=count, offset=offset)
+            try:
+                yield views
+            finally:
+                views.clear()                               # no array may hold the maps open
+
+    def _rows(self, side: str, index: np.ndarray, lengths: np.ndarray, width: int, pad: int,
+              shift: int = 0) -> np.ndarray:
+        """(batch, width) the sentences ``index`` of ``side`` (``lengths`` tokens each) starting
+        at column ``shift``, padded."""
         cols = np.arange(width - shift, dtype=np.int64)
         inside = cols[None, :] < lengths[:, None]
-        pos = np.where(inside, m["offsets"][index][:, None] + cols[None, :], 0)
         out = np.full((len(index), width), pad, dtype=np.int64)
-        out[:, shift:] = np.where(inside, m["ids"][pos], pad)
+        with self._mapped(side) as m:
+            pos = np.where(inside, m["offsets"][index][:, None] + cols[None, :], 0)
+            out[:, shift:] = np.where(inside, m["ids"][pos], pad)
         return out
 
     def batch(self, indices: Tensor | list[int]) -> Batch:
@@ -126,15 +161,15 @@ class MappedDataset:
         """
         idx = torch.as_tensor(indices, dtype=torch.long)
         index = idx.numpy()
-        src_len = self.src_lengths[idx]
+        src_len = self.src_lengths[idx].long()
         s = max(int(src_len.max()), 1)
-        src = torch.from_numpy(self._rows("src", index, s, self.pad_id))
+        src = torch.from_numpy(self._rows("src", index, src_len.numpy(), s, self.pad_id))
         src_mask = torch.arange(s).unsqueeze(0) < src_len.unsqueeze(1)
-        tgt_len = self.tgt_lengths[idx]
+        tgt_len = self.tgt_lengths[idx].long()
         t = int(tgt_len.max())
-        tgt_in = self._rows("tgt", index, t, self.tgt_pad, shift=1)
+        tgt_in = self._rows("tgt", index, tgt_len.numpy() - 1, t, self.tgt_pad, shift=1)
         tgt_in[:, 0] = self.bos_id
-        tgt_out = self._rows("tgt", index, t, self.tgt_pad)
+        tgt_out = self._rows("tgt", index, tgt_len.numpy() - 1, t, self.tgt_pad)
         tgt_out[np.arange(len(index)), tgt_len.numpy() - 1] = self.eos_id
         tgt_mask = torch.arange(t).unsqueeze(0) < tgt_len.unsqueeze(1)
         return Batch(src, src_len, src_mask, torch.from_numpy(tgt_in), torch.from_numpy(tgt_out), tgt_mask, idx)
