@@ -48,8 +48,19 @@ def write_error(path: Path, e: OSError) -> Seq2SeqError:
     return Seq2SeqError(f"{path}: cannot write ({e.strerror or e})")
 
 
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it once, at import)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()   # what open() would give a new file; mkstemp alone gives 0600
+
+
 def _write_temp(path: Path, data: bytes) -> str:
-    """Write ``data`` in full to a new temporary file beside ``path``, flushed to disk.
+    """Write ``data`` in full to a new temporary file beside ``path``, flushed to disk,
+    with the permissions a plain ``open(path, "w")`` would give (not mkstemp's 0600).
 
     Returns:
         The temporary file's path (the caller renames it over ``path``).
@@ -62,6 +73,7 @@ def _write_temp(path: Path, data: bytes) -> str:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

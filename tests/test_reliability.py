@@ -168,6 +168,15 @@ def test_unwritable_run_directory_is_an_error(tiny_data, tmp_path, monkeypatch):
         checkpoint.atomic_write_text(tmp_path / "out.txt", "x")
 
 
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
+    """A data file, vocabulary or checkpoint written through a temporary file is readable as
+    any other file the user writes (umask applied), not mkstemp's owner-only 0600."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    checkpoint.atomic_write_text(tmp_path / "atomic.txt", "x")
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_folder_is_an_error(tiny_data, tmp_path):
     ro = tmp_path / "ro"
