@@ -59,6 +59,17 @@ def test_vocabulary_build_save_load(tmp_path):
     assert (tmp_path / "v.txt").read_text().splitlines()[4] == "b"
 
 
+def test_vocabulary_round_trips_carriage_returns_and_unicode_line_separators(tmp_path):
+    """Character vocabularies can hold "\r", "\x85" or "\u2028": each stays one token with its id."""
+    tokens = ["a", "\r", "b\r", "\x85", "\u2028", "\x0c", "c"]
+    v = Vocabulary.build([tokens])
+    v.save(tmp_path / "v.txt")
+    assert Vocabulary.load(tmp_path / "v.txt").itos == v.itos
+    (tmp_path / "latin1.txt").write_bytes(b"<pad>\n<unk>\n<bos>\n<eos>\n\xe9\n")
+    with pytest.raises(Seq2SeqError, match="latin1.txt: not UTF-8 at byte 24"):
+        Vocabulary.load(tmp_path / "latin1.txt")
+
+
 def _dataset():
     v = Vocabulary.build([["x", "y", "z"]])
     src = [[4, 5], [4, 5, 6, 4], [6]]

@@ -112,9 +112,11 @@ class Vocabulary:
             Seq2SeqError: missing file or a file that does not start with the specials.
         """
         try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as e:
+            text = Path(path).read_bytes().decode("utf-8")    # not read_text: its newline translation
+        except OSError as e:                                  # would split a "\r" token into two lines
             raise Seq2SeqError(f"{path}: cannot read vocabulary: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise Seq2SeqError(f"{path}: not UTF-8 at byte {e.start}") from None
         try:
             return cls(text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"))
         except Seq2SeqError as e:
