@@ -111,6 +111,23 @@ def test_a_malformed_line_is_named_or_skipped_and_listed(varied, tmp_path):
     assert listed == [f"{tmp_path / 'bad.tsv'}:1234: no tab between source and target (expected 'source<TAB>target')",
                       f"{tmp_path / 'bad.tsv'}:1501: empty target in column 2"]
     assert m["bad_lines"] == 2 and m["pairs"] == 1998
+    over = {"training.max_steps": 1, "training.validate_every": 1}
+    train(make_config(varied, **{**over, "data.train": str(tmp_path / "c2")}), tmp_path / "run_mapped")
+    assert (tmp_path / "run_mapped" / "bad_lines.txt").read_text().splitlines() == listed
+
+    # the in-memory path: the same rule, the same list, in the run directory
+    with pytest.raises(Seq2SeqError, match=r"bad\.tsv:1234: no tab .*set data\.max_bad_lines to skip"):
+        train(make_config(varied, **{**over, "data.train": str(tmp_path / "bad.tsv")}), tmp_path / "r0")
+    with pytest.raises(Seq2SeqError, match=r"bad\.tsv:1234: .*2 malformed lines, more than data\.max_bad_lines=1"):
+        train(make_config(varied, **{**over, "data.train": str(tmp_path / "bad.tsv"), "data.max_bad_lines": 1}),
+              tmp_path / "r1")
+    assert not (tmp_path / "r0").exists() and not (tmp_path / "r1").exists()
+    task = TextTask.for_training(make_config(varied, **{"data.train": str(tmp_path / "bad.tsv"),
+                                                        "data.max_bad_lines": 2}))
+    assert "1998 pairs (2 malformed lines skipped, listed in bad_lines.txt)" in task.summary()
+    train(make_config(varied, **{**over, "data.train": str(tmp_path / "bad.tsv"), "data.max_bad_lines": 2}),
+          tmp_path / "run_tsv")
+    assert (tmp_path / "run_tsv" / "bad_lines.txt").read_text().splitlines() == listed
 
 
 def test_reject_names_the_line_and_the_config_must_match_the_corpus(varied, tmp_path):

@@ -48,8 +48,10 @@ class DataConfig(Section):
 
     ``train`` may also name a directory written by ``seq2seq preprocess`` (a
     memory-mapped corpus, :mod:`seq2seq.data.mapped`); ``max_bad_lines``: how many
-    malformed lines ``seq2seq preprocess`` skips (listing them in the corpus
-    directory's ``bad_lines.txt``) before it stops at one.
+    malformed lines of the training TSV (no tab, an empty side, invalid UTF-8) are
+    skipped before one stops training or ``seq2seq preprocess``, naming its file and
+    line; the skipped ones are listed, ``file:line: reason``, in the run directory's
+    (and the preprocessed corpus's) ``bad_lines.txt``.
     """
 
     train: str

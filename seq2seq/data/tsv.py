@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from seq2seq.errors import Seq2SeqError
 
@@ -81,6 +82,22 @@ def read_tsv(path: str | Path, multi_reference: bool = False, autoencoder: bool 
             without a tab, an empty source or target, or extra columns in a
             single-reference file.
     """
+    return read_tsv_skipping(path, None, multi_reference, autoencoder)[0]
+
+
+def read_tsv_skipping(path: str | Path, max_bad_lines: Optional[int], multi_reference: bool = False,
+                      autoencoder: bool = False) -> tuple[list[Example], list[str]]:
+    """:func:`read_tsv` that skips up to ``max_bad_lines`` malformed lines (a training file's
+    ``data.max_bad_lines``; None: none, and the error does not point at that key).
+
+    Returns:
+        (examples, skipped): the examples in file order, and one ``path:line: reason``
+        for each malformed line left out.
+
+    Raises:
+        Seq2SeqError: what :func:`read_tsv` raises, naming the first malformed line once
+            there are more than ``max_bad_lines`` of them.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -88,17 +105,23 @@ def read_tsv(path: str | Path, multi_reference: bool = False, autoencoder: bool 
         raise Seq2SeqError(f"{path}: file not found") from None
     except OSError as e:
         raise Seq2SeqError(f"{path}: cannot read: {e.strerror or e}") from None
-    examples = []
+    examples, skipped = [], []
     for n, bline in enumerate(raw.split(b"\n"), start=1):
         try:
             example = parse_line(bline, n, multi_reference, autoencoder)
         except BadLine as e:
-            raise Seq2SeqError(f"{path}:{n}: {e}") from None
+            skipped.append(f"{path}:{n}: {e}")
+            if len(skipped) > (max_bad_lines or 0):
+                raise Seq2SeqError(skipped[0] + (
+                    "" if max_bad_lines is None else
+                    " (set data.max_bad_lines to skip such lines and list them)" if max_bad_lines == 0 else
+                    f" ({len(skipped)} malformed lines, more than data.max_bad_lines={max_bad_lines})")) from None
+            continue
         if example is not None:
             examples.append(example)
     if not examples:
         raise Seq2SeqError(f"{path}: no examples (the file is empty)")
-    return examples
+    return examples, skipped
 
 
 BAD_LINE_POLICIES = ("error", "skip")

@@ -10,11 +10,12 @@ from typing import Optional
 
 import torch
 
+from seq2seq.checkpoint import atomic_write_text
 from seq2seq.config import Config
 from seq2seq.criteria import SequenceCriterion
 from seq2seq.data.batching import Batch, BucketSampler
 from seq2seq.data.corpus import Corpus, Split
-from seq2seq.data.tsv import read_tsv
+from seq2seq.data.tsv import read_tsv, read_tsv_skipping
 from seq2seq.evaluation import evaluate_split, evaluation_split
 from seq2seq.metrics import HIGHER_IS_BETTER
 from seq2seq.models.encoder_decoder import EncoderDecoder, Seq2SeqOutput
@@ -48,6 +49,7 @@ class TextTask:
         self._sampler: Optional[BucketSampler] = None
         self._sampler_world = 1
         self.dropped = 0                      # training pairs left out by the length limits
+        self.skipped: list[str] = []          # "file:line: reason" of malformed lines left out (data.max_bad_lines)
 
     @classmethod
     def for_training(cls, config: Config, run_dir: Optional[Path] = None) -> "TextTask":
@@ -73,19 +75,25 @@ class TextTask:
             valid_split = evaluation_split(corpus, d, valid_ex, d.valid) if valid_ex else None
             task = cls(config, corpus, None, valid_split, train_data=mapped)
             task.dropped = manifest["dropped"]
+            listed = Path(d.train) / "bad_lines.txt"
+            task.skipped = listed.read_bytes().decode("utf-8").splitlines() if listed.is_file() else []
             return task
-        train_ex = read_tsv(d.train, autoencoder=d.autoencoder)
+        train_ex, skipped = read_tsv_skipping(d.train, d.max_bad_lines, autoencoder=d.autoencoder)
         corpus = Corpus.load(d, run_dir, copy=copy) if run_dir else Corpus.from_config(d, train_ex, copy=copy)
         train_split = corpus.split(train_ex, max_src_len=d.max_src_len, max_tgt_len=d.max_tgt_len,
                                    long_source=d.long_source, where=d.train)
         valid_split = evaluation_split(corpus, d, valid_ex, d.valid) if valid_ex else None
         task = cls(config, corpus, train_split, valid_split)
         task.dropped = len(train_ex) - len(train_split.examples)
+        task.skipped = skipped
         return task
 
     def save(self, run_dir: Path) -> None:
-        """Vocabularies and sentencepiece models into a new run directory."""
+        """Vocabularies and sentencepiece models into a new run directory, and the
+        malformed training lines skipped under ``data.max_bad_lines`` in ``bad_lines.txt``."""
         self.corpus.save(run_dir)
+        if self.skipped:
+            atomic_write_text(Path(run_dir) / "bad_lines.txt", "".join(f"{line}\n" for line in self.skipped))
 
     def build_model(self) -> EncoderDecoder:
         """The encoder-decoder of ``model`` for this corpus's vocabularies."""
@@ -94,7 +102,11 @@ class TextTask:
     def summary(self) -> str:
         """The data line printed when training starts."""
         n = len(self.train_data)
-        return (f"train {n} pairs{f' ({self.dropped} too long, dropped)' if self.dropped else ''}, valid {len(self.valid_split.examples) if self.valid_split else 0}; "
+        left_out = ([f"{self.dropped} too long, dropped"] if self.dropped else []) + (
+            [f"{len(self.skipped)} malformed lines skipped, listed in bad_lines.txt"] if self.skipped else [])
+        left_out = f" ({'; '.join(left_out)})" if left_out else ""
+        return (f"train {n} pairs{left_out}, "
+                f"valid {len(self.valid_split.examples) if self.valid_split else 0}; "
                 f"vocab src {len(self.corpus.src_vocab)} tgt {len(self.corpus.tgt_vocab)}")
 
     # ------------------------------------------------------------------ training
