@@ -130,6 +130,27 @@ def test_a_malformed_line_is_named_or_skipped_and_listed(varied, tmp_path):
     assert (tmp_path / "run_tsv" / "bad_lines.txt").read_text().splitlines() == listed
 
 
+def test_a_chunk_with_invalid_utf8_or_odd_lines_gives_what_the_in_memory_path_gives(varied, tmp_path):
+    """preprocess decodes a chunk at once and parses well-formed pairs on a fast path; a chunk
+    with invalid UTF-8 goes line by line, and blank, CRLF and padded lines take parse_line's rules."""
+    lines = (varied / "train.tsv").read_bytes().split(b"\n")
+    lines[10] = b"w\xff1\tw1"                                  # invalid UTF-8: skipped and listed
+    lines[20] = b"  w2 w3 \t w3 w2\r"                           # padding and a carriage return
+    lines[30] = b"\t\r"                                          # a blank line: skipped, not counted
+    (tmp_path / "odd.tsv").write_bytes(b"\n".join(lines))
+    over = {"data.train": str(tmp_path / "odd.tsv"), "data.max_bad_lines": 1}
+    preprocess(make_config(varied, **over), tmp_path / "corpus", workers=2, chunk_bytes=4096)
+    assert (tmp_path / "corpus" / "bad_lines.txt").read_text() == (
+        f"{tmp_path / 'odd.tsv'}:11: invalid UTF-8 at byte 1 of the line\n")
+    memory = TextTask.for_training(make_config(varied, **over))
+    mapped = TextTask.for_training(make_config(varied, **{**over, "data.train": str(tmp_path / "corpus")}))
+    assert mapped.corpus.src_vocab.itos == memory.corpus.src_vocab.itos
+    assert len(mapped.train_data) == len(memory.train_data)
+    for ia in memory.epoch_batches(0):
+        x, y = memory.batch(ia), mapped.batch(ia)
+        assert torch.equal(x.src, y.src) and torch.equal(x.tgt_out, y.tgt_out)
+
+
 def test_reject_names_the_line_and_the_config_must_match_the_corpus(varied, tmp_path):
     cfg = make_config(varied, **{"data.max_src_len": 13, "data.long_source": "reject"})
     first = next(i for i, line in enumerate((varied / "train.tsv").read_text().splitlines(), 1)

@@ -96,7 +96,10 @@ def _encode_chunk(job: _Job) -> dict:
     with open(job.path, "rb") as f:
         f.seek(job.start)
         text = f.read(job.end - job.start)
-    lines = text.split(b"\n")
+    try:                                                  # one decode for the chunk; a chunk with
+        lines = text.decode("utf-8").split("\n")         # invalid UTF-8 is parsed line by line
+    except UnicodeDecodeError:
+        lines = text.split(b"\n")
     if text.endswith(b"\n"):
         lines.pop()
     del text
@@ -108,16 +111,30 @@ def _encode_chunk(job: _Job) -> dict:
     max_src, max_tgt, policy = cfg.max_src_len, cfg.max_tgt_len, cfg.long_source
     src_ids, tgt_ids = tables["src"].__getitem__, tables["tgt"].__getitem__
     src_tok, tgt_tok = toks["src"], toks["tgt"]
-    for n, raw in enumerate(lines, start=1):
-        try:
-            ex = parse_line(raw, n, autoencoder=cfg.autoencoder)
-        except BadLine as e:
-            bad.append((n, str(e)))
+    fast = not cfg.autoencoder
+    for n, line in enumerate(lines, start=1):
+        fields = line.split("\t") if fast and isinstance(line, str) else ()
+        if len(fields) == 2 and (source := fields[0].strip()) and (target := fields[1].strip()):
+            pass                                          # a well-formed pair: what parse_line would give
+        else:
+            try:
+                ex = parse_line(line.encode("utf-8") if isinstance(line, str) else line, n,
+                                autoencoder=cfg.autoencoder)
+            except BadLine as e:
+                bad.append((n, str(e)))
+                continue
+            if ex is None:
+                continue
+            source, target = ex.source, ex.references[0]
+        src_tokens, tgt_tokens = src_tok.encode(source), tgt_tok.encode(target)
+        if (not max_src or len(src_tokens) <= max_src) and (not max_tgt or len(tgt_tokens) <= max_tgt):
+            ids["src"].extend(map(src_ids, src_tokens))   # the common case: kept whole
+            lengths["src"].append(len(src_tokens))
+            ids["tgt"].extend(map(tgt_ids, tgt_tokens))
+            lengths["tgt"].append(len(tgt_tokens))
             continue
-        if ex is None:
-            continue
-        src = list(map(src_ids, src_tok.encode(ex.source)))
-        tgt = list(map(tgt_ids, tgt_tok.encode(ex.references[0])))
+        src = list(map(src_ids, src_tokens))
+        tgt = list(map(tgt_ids, tgt_tokens))
         full_src = src
         if max_src and len(src) > max_src:
             if policy == "reject":

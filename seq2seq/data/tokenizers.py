@@ -40,7 +40,7 @@ class CharTokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[str]:
         text = text.lower() if self.lowercase else text
-        return [SPACE if c == " " else c for c in text.strip()]
+        return list(text.strip().replace(" ", SPACE))
 
     def decode(self, tokens: list[str]) -> str:
         return "".join(" " if t == SPACE else t for t in tokens)
