@@ -201,6 +201,26 @@ def test_bf16_training_trains_in_mixed_precision(tiny_data, tmp_path):
     assert la != lb and lb == pytest.approx(la, rel=0.05)
 
 
+def test_bf16_on_a_cpu_without_native_bfloat16_is_warned(tiny_data, tmp_path, monkeypatch, capsys):
+    """bf16 autocast on a CPU that lacks avx512_bf16 / amx_bf16 (Arm: bf16) is emulated and
+    slower than fp32: training says so and names the key; cpuinfo flags are read as Linux writes them."""
+    from seq2seq import training
+
+    (tmp_path / "amd").write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    (tmp_path / "spr").write_text("flags\t\t: avx2 avx512f avx512_bf16 amx_bf16\n")
+    (tmp_path / "arm").write_text("Features\t: fp asimd bf16 i8mm\n")
+    assert training.cpu_has_native_bf16(tmp_path / "amd") is False
+    assert training.cpu_has_native_bf16(tmp_path / "spr") is True
+    assert training.cpu_has_native_bf16(tmp_path / "arm") is True
+    assert training.cpu_has_native_bf16(tmp_path / "missing") is None
+    over = {"training.max_steps": 1, "training.precision": "bf16"}
+    for native, warned in ((False, True), (True, False), (None, False)):
+        monkeypatch.setattr(training, "cpu_has_native_bf16", lambda native=native: native)
+        train(make_config(tiny_data, **over), tmp_path / f"run_{native}")
+        err = capsys.readouterr().err
+        assert ("without native bfloat16" in err and "set training.precision=fp32" in err) == warned, err
+
+
 # ---------------------------------------------------------------- scheduled sampling
 
 def test_scheduled_sampling_is_applied_logged_and_drawn(tiny_data, tmp_path):
