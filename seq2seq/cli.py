@@ -106,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--num", type=int, default=10, help="how many")
 
     sv = sub.add_parser("serve", help="serve runs over HTTP: a REST API with dynamic batching and a web page")
-    sv.add_argument("runs", nargs="+", metavar="RUN", help="run directories (NAME=DIR to choose the URL name)")
+    sv.add_argument("runs", nargs="+", metavar="RUN", help="run directories (NAME=DIR to choose the URL name; "
+                                                                "[NAME=]DIR1,DIR2 serves an ensemble)")
     sv.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--checkpoint", default="best", help="best, last or averaged")

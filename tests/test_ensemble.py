@@ -124,3 +124,26 @@ def test_cli_predict_and_evaluate_with_several_runs(runs, tiny_data, capsys):
     assert '"accuracy"' in capsys.readouterr().out
     assert main(["evaluate", str(runs["gru1"]), str(runs["small_vocab"]), "--data", str(tiny_data / "test.tsv")]) == 2
     assert "target vocabularies differ in size (14 vs 8 tokens)" in capsys.readouterr().err
+
+
+def test_serve_decodes_an_ensemble_as_the_api_does(runs):
+    """``seq2seq serve NAME=DIR1,DIR2`` serves the members' ensemble: the same outputs and
+    scores as ``Seq2Seq.load([DIR1, DIR2])``; a forecast run or a missing member is refused."""
+    from fastapi.testclient import TestClient
+
+    from seq2seq.serve.app import create_app
+    from seq2seq.serve.models import load_model
+
+    served = load_model(f"mix={runs['gru1']},{runs['lstm_chars']}", device="cpu")
+    with TestClient(create_app([served])) as client:
+        info = client.get("/v1/models").json()
+        r = client.post("/v1/models/mix/predict", json={"inputs": SOURCES, "beam": 3})
+    assert r.status_code == 200, r.text
+    expected = Seq2Seq.load([runs["gru1"], runs["lstm_chars"]], device="cpu").predict(SOURCES, beam=3,
+                                                                                      with_scores=True)
+    got = [(o["hypotheses"][0]["text"], o["hypotheses"][0]["score"]) for o in r.json()["results"]]
+    assert got == pytest.approx([(p[0].text, p[0].score) for p in expected])
+    assert str(runs["lstm_chars"]) in str(info)
+    assert load_model(f"{runs['gru1']},{runs['gru2']}", device="cpu").name == "gru1-gru2"
+    with pytest.raises(Seq2SeqError, match="nope: not a run directory"):
+        load_model(f"{runs['gru1']},nope")

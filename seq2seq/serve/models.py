@@ -30,13 +30,13 @@ class ServedModel:
 
     Args:
         name: the URL name (the run directory's name unless given).
-        run_dir: the run directory.
+        run_dir: the run directory (an ensemble's: the list of its members').
         checkpoint: ``best``, ``last`` or ``averaged``.
     """
 
     task: str = ""
 
-    def __init__(self, name: str, run_dir: Path, checkpoint: str):
+    def __init__(self, name: str, run_dir: Path | list[Path], checkpoint: str):
         self.name, self.run_dir, self.checkpoint = name, run_dir, checkpoint
         self.batcher: Optional[DynamicBatcher] = None
 
@@ -62,11 +62,11 @@ class TextModel(ServedModel):
 
     task = "text"
 
-    def __init__(self, name: str, run_dir: Path, checkpoint: str = "best", device: str = "auto"):
+    def __init__(self, name: str, run_dir: Path | list[Path], checkpoint: str = "best", device: str = "auto"):
         from seq2seq.api import Seq2Seq
 
         super().__init__(name, run_dir, checkpoint)
-        self.model = Seq2Seq.load(run_dir, checkpoint, device)
+        self.model = Seq2Seq.load(run_dir, checkpoint, device)       # a list of runs: their ensemble
         self.batch_size = self.model.config.decoding.batch_size
 
     def options(self, overrides: dict) -> DecodeOptions:
@@ -86,7 +86,8 @@ class TextModel(ServedModel):
     def info(self) -> dict:
         c, m = self.model.config, self.model.config.model
         attention = "none" if m.decoder.attention == "none" else m.decoder.attention
-        return {"name": self.name, "task": self.task, "run": str(self.run_dir), "checkpoint": self.checkpoint,
+        run = [str(r) for r in self.run_dir] if isinstance(self.run_dir, list) else str(self.run_dir)
+        return {"name": self.name, "task": self.task, "run": run, "checkpoint": self.checkpoint,
                 "architecture": f"encoder {_stack(m.encoder)}, decoder {_stack(m.decoder)}, attention {attention}",
                 "parameters": num_parameters(self.model.model),
                 "vocabulary": {"source": len(self.model.corpus.src_vocab), "target": len(self.model.corpus.tgt_vocab)},
@@ -136,7 +137,8 @@ class ForecastModel(ServedModel):
     def info(self) -> dict:
         c = self.model.config
         m, d = c.model, c.data
-        return {"name": self.name, "task": self.task, "run": str(self.run_dir), "checkpoint": self.checkpoint,
+        run = [str(r) for r in self.run_dir] if isinstance(self.run_dir, list) else str(self.run_dir)
+        return {"name": self.name, "task": self.task, "run": run, "checkpoint": self.checkpoint,
                 "architecture": f"encoder {_stack(m.encoder)}, decoder {_stack(m.decoder)}, bridge {m.bridge}",
                 "parameters": num_parameters(self.model.model),
                 "columns": {"time": d.time_column, "values": list(d.value_columns), "id": d.id_column},
@@ -160,21 +162,30 @@ def load_model(run: str, checkpoint: str = "best", device: str = "auto", name: O
     """Load ``run`` as a text or a forecast model (its config's ``task``).
 
     Args:
-        run: a run directory; ``NAME=DIR`` serves it under NAME.
+        run: a run directory; ``NAME=DIR`` serves it under NAME; ``[NAME=]DIR1,DIR2,...``
+            serves text runs as one ensemble (:meth:`seq2seq.api.Seq2Seq.ensemble`: the mean
+            of the members' probabilities at each step), named after its members by default.
 
     Raises:
-        Seq2SeqError: not a run directory, or a missing / corrupt checkpoint.
+        Seq2SeqError: not a run directory, a forecast run in an ensemble, runs that cannot
+            form an ensemble, or a missing / corrupt checkpoint.
     """
     from seq2seq.forecast.cli import is_forecast_run
 
     if name is None and "=" in run and not Path(run).exists():
         name, run = run.split("=", 1)
-    path = Path(run)
-    if not (path / "config.yaml").is_file():
-        raise Seq2SeqError(f"{run}: not a run directory (no config.yaml)")
-    name = name or path.resolve().name
+    members = run.split(",") if "," in run and not Path(run).exists() else [run]
+    paths = [Path(r) for r in members]
+    for member, path in zip(members, paths):
+        if not (path / "config.yaml").is_file():
+            raise Seq2SeqError(f"{member}: not a run directory (no config.yaml)")
+    if len(paths) > 1:
+        if any(is_forecast_run(path) for path in paths):
+            raise Seq2SeqError(f"{run}: only text runs form an ensemble")
+        return TextModel(name or "-".join(path.resolve().name for path in paths), paths, checkpoint, device)
+    path = paths[0]
     cls = ForecastModel if is_forecast_run(path) else TextModel
-    return cls(name, path, checkpoint, device)
+    return cls(name or path.resolve().name, path, checkpoint, device)
 
 
 def prediction_json(prediction: Any, scores: bool, attention: bool) -> dict:
