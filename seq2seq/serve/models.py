@@ -137,8 +137,7 @@ class ForecastModel(ServedModel):
     def info(self) -> dict:
         c = self.model.config
         m, d = c.model, c.data
-        run = [str(r) for r in self.run_dir] if isinstance(self.run_dir, list) else str(self.run_dir)
-        return {"name": self.name, "task": self.task, "run": run, "checkpoint": self.checkpoint,
+        return {"name": self.name, "task": self.task, "run": str(self.run_dir), "checkpoint": self.checkpoint,
                 "architecture": f"encoder {_stack(m.encoder)}, decoder {_stack(m.decoder)}, bridge {m.bridge}",
                 "parameters": num_parameters(self.model.model),
                 "columns": {"time": d.time_column, "values": list(d.value_columns), "id": d.id_column},
