@@ -98,6 +98,47 @@ def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> Optional[bool]
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
+class BudgetLinearLR:
+    """Linear decay over the training budget (Li, Yumer & Ramanan 2020, "Budgeted
+    Training", ICLR: with a fixed budget, a rate that falls linearly to its floor
+    exactly when the budget runs out beats step and plateau schedules).
+
+    After an optional linear warm-up over ``warmup_steps`` updates the rate is
+    ``min_lr + (lr - min_lr) * (1 - used)``, ``used`` in [0, 1] the fraction of the
+    budget (``max_steps`` or ``max_minutes``, whichever ends first) spent so far.  The
+    rate depends only on (step, used), so it keeps no state of its own; with
+    ``max_minutes`` it follows the clock, so a resumed run continues where the time left
+    puts it.
+
+    Args:
+        optimizer: its param groups get the rate.
+        lr: the peak rate (``training.learning_rate``).
+        min_lr: the rate at the end of the budget (``training.min_learning_rate``).
+        warmup_steps: linear warm-up length in updates (0 = none).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lr: float, min_lr: float, warmup_steps: int):
+        self.optimizer, self.lr, self.min_lr, self.warmup = optimizer, lr, min(min_lr, lr), warmup_steps
+        self.step(0, 0.0)
+
+    def rate(self, step: int, used: float) -> float:
+        """The rate for update ``step + 1`` after ``used`` (0..1) of the budget."""
+        warm = min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0
+        return warm * (self.min_lr + (self.lr - self.min_lr) * (1.0 - min(1.0, max(0.0, used))))
+
+    def step(self, step: int, used: float) -> None:
+        """Set the rate of the next update: ``step`` updates taken, ``used`` of the budget spent."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.rate(step, used)
+
+    def state_dict(self) -> dict:
+        """Empty: the rate is a function of the trainer's step and clock."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore (see :meth:`state_dict`)."""
+
+
 def build_scheduler(cfg, optimizer: torch.optim.Optimizer, higher_is_better: bool = False):
     """The learning-rate schedule of ``training.scheduler``.
 
@@ -105,13 +146,17 @@ def build_scheduler(cfg, optimizer: torch.optim.Optimizer, higher_is_better: boo
     ``early_stopping_metric``); ``inverse_sqrt`` (linear warm-up, then
     ``sqrt(warmup / step)``, Vaswani et al. 2017, eq. 3) and ``exponential``
     (``decay_rate ** (step / decay_steps)`` after an optional warm-up) step once per
-    update.  The rate never falls below ``min_learning_rate``.
+    update; ``linear`` (:class:`BudgetLinearLR`) is set once per update from the
+    trainer's step and the fraction of the budget spent.  The rate never falls below
+    ``min_learning_rate``.
 
     Returns:
-        A torch scheduler, or None for ``none``.
+        A torch scheduler, a :class:`BudgetLinearLR`, or None for ``none``.
     """
     if cfg.scheduler == "none":
         return None
+    if cfg.scheduler == "linear":
+        return BudgetLinearLR(optimizer, cfg.learning_rate, cfg.min_learning_rate, cfg.warmup_steps)
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max" if higher_is_better else "min",
@@ -447,9 +492,22 @@ class Trainer:
         if t.clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_grad_norm)
         self.optimizer.step()
-        if self.per_update_scheduler:
+        if isinstance(self.scheduler, BudgetLinearLR):
+            self.scheduler.step(self.state.step + 1, self.budget_used(self.state.step + 1))
+        elif self.per_update_scheduler:
             self.scheduler.step()
         return loss_total, total
+
+    def budget_used(self, step: int) -> float:
+        """The fraction (0..1) of the training budget spent after ``step`` updates:
+        the larger of ``step / max_steps`` and elapsed time / ``max_minutes`` (those set)."""
+        t = self.config.training
+        used = [0.0]
+        if t.max_steps is not None:
+            used.append(step / t.max_steps)
+        if t.max_minutes is not None:
+            used.append(self.state.elapsed_s / (60 * t.max_minutes))
+        return min(1.0, max(used))
 
     def _train_record(self, eps: float, window_loss, window_count: int, dt: float) -> dict:
         st = self.state

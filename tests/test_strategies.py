@@ -1,6 +1,7 @@
 """Training strategies: scheduled sampling, LR schedules, gradient accumulation,
 checkpoint averaging, source reversal."""
 
+import json
 import math
 
 import pytest
@@ -11,8 +12,9 @@ from seq2seq.config import TeacherForcingConfig, TrainingConfig
 from seq2seq.models.encoder_decoder import reverse_padded
 from seq2seq.scheduled_sampling import scheduled_sampling_forward, teacher_forcing_probability
 from seq2seq.search import DecodeOptions, greedy_search
-from seq2seq.training import build_scheduler
+from seq2seq.training import BudgetLinearLR, build_scheduler, train
 
+from conftest import make_config
 from test_model import VOCAB, build, data
 
 
@@ -141,6 +143,40 @@ def test_exponential_decay_and_floor():
     assert lrs[:5] == pytest.approx([0.5 ** 0.5, 0.5, 0.5 ** 1.5, 0.25, 0.5 ** 2.5])
     floor = _lrs(scheduler="exponential", decay_rate=0.01, decay_steps=1)
     assert floor[3:] == pytest.approx([0.01] * 9)
+
+
+def test_budget_linear_rates_at_known_points():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=5.0)
+    sched = BudgetLinearLR(opt, lr=1.0, min_lr=0.01, warmup_steps=0)
+    assert opt.param_groups[0]["lr"] == 1.0                       # the first update gets the peak rate
+    assert [sched.rate(7, u) for u in (0.0, 0.5, 1.0, 3.0)] == pytest.approx([1.0, 0.505, 0.01, 0.01])
+    warm = BudgetLinearLR(opt, lr=1.0, min_lr=0.0, warmup_steps=4)
+    assert opt.param_groups[0]["lr"] == 0.25
+    assert [warm.rate(s, 0.5) for s in (0, 1, 3, 9)] == pytest.approx([0.125, 0.25, 0.5, 0.5])
+
+
+def test_linear_schedule_reaches_its_floor_when_the_budget_ends(tiny_data, tmp_path):
+    """By steps: the rate logged after update s is lr_min + (lr - lr_min)(1 - s / max_steps).
+    By time: the rate falls as the clock runs and the run stops at the floor."""
+    over = {"training.scheduler": "linear", "training.learning_rate": 0.01, "training.min_learning_rate": 0.001,
+            "training.log_every": 5, "training.validate_every": 1000}
+    train(make_config(tiny_data, **over, **{"training.max_steps": 20}), tmp_path / "steps")
+    rows = [json.loads(r) for r in (tmp_path / "steps" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [(r["step"], r["lr"]) for r in rows if r["split"] == "train"]
+    assert lrs == [(s, pytest.approx(0.001 + 0.009 * (1 - s / 20))) for s in (5, 10, 15, 20)]
+    train(make_config(tiny_data, **over, **{"training.max_minutes": 0.05, "training.max_steps": "null"}), tmp_path / "time")
+    rows = [json.loads(r) for r in (tmp_path / "time" / "metrics.jsonl").read_text().splitlines()]
+    timed = [r for r in rows if r["split"] == "train"]
+    assert len(timed) >= 3
+    for r in timed:        # set from the clock one update earlier, so at least the rate at the logged time
+        assert r["lr"] >= 0.001 + 0.009 * (1 - r["elapsed_s"] / 3.0) - 1e-4
+    assert [r["lr"] for r in timed] == sorted((r["lr"] for r in timed), reverse=True)
+    assert timed[-1]["lr"] < 0.001 + 0.009 * 0.2
+
+
+def test_linear_schedule_needs_a_budget():
+    with pytest.raises(ValueError, match="set max_steps or max_minutes"):
+        TrainingConfig(max_epochs=3, scheduler="linear")
 
 
 def test_gradient_accumulation_equals_one_big_batch(tiny_data, tmp_path):

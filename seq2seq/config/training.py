@@ -75,8 +75,10 @@ class TrainingConfig(Section):
     (multiply by ``plateau_factor`` after ``plateau_patience`` validations without
     improvement), ``inverse_sqrt`` (linear warm-up over ``warmup_steps``, then
     ``lr * sqrt(warmup_steps / step)``; Vaswani et al. 2017), ``exponential``
-    (``lr * decay_rate ** (step / decay_steps)`` after the warm-up); never below
-    ``min_learning_rate``.  ``keep_checkpoints`` keeps the weights of the last N
+    (``lr * decay_rate ** (step / decay_steps)`` after the warm-up), ``linear``
+    (after the warm-up, down in a straight line to ``min_learning_rate`` when
+    ``max_steps`` or ``max_minutes`` runs out; Li et al. 2020, "Budgeted Training");
+    never below ``min_learning_rate``.  ``keep_checkpoints`` keeps the weights of the last N
     validations for ``seq2seq average``.  ``loggers``: ``metrics.jsonl`` is always
     written; ``tensorboard`` also writes TensorBoard event files to ``RUN/tensorboard``
     (``pip install 'seq2seq[tensorboard]'``).
@@ -93,7 +95,7 @@ class TrainingConfig(Section):
     momentum: float = Field(0.0, ge=0)
     clip_grad_norm: Optional[float] = Field(1.0, gt=0)
     accumulate_batches: int = Field(1, ge=1)
-    scheduler: Literal["none", "plateau", "inverse_sqrt", "exponential"] = "plateau"
+    scheduler: Literal["none", "plateau", "inverse_sqrt", "exponential", "linear"] = "plateau"
     plateau_factor: float = Field(0.5, gt=0, lt=1)
     plateau_patience: int = Field(2, ge=0)
     warmup_steps: int = Field(0, ge=0)
@@ -122,4 +124,6 @@ class TrainingConfig(Section):
             raise ValueError("set at least one of max_steps, max_epochs, max_minutes")
         if self.scheduler == "inverse_sqrt" and self.warmup_steps < 1:
             raise ValueError("scheduler inverse_sqrt needs warmup_steps >= 1")
+        if self.scheduler == "linear" and self.max_steps is None and self.max_minutes is None:
+            raise ValueError("scheduler linear decays over the budget: set max_steps or max_minutes")
         return self
