@@ -23,7 +23,7 @@ from seq2seq import checkpoint
 from seq2seq.cli import _parser
 from seq2seq.config import Config, config_from_dict, load_config
 from seq2seq.data.tokenizers import SPACE, CharTokenizer, SentencePieceTokenizer, WordTokenizer
-from seq2seq.data.tsv import decode_lines, read_tsv
+from seq2seq.data.tsv import BadLine, count_lines, decode_lines, parse_line, parse_lines, read_tsv
 from seq2seq.errors import Seq2SeqError
 from seq2seq.forecast.series import read_series_csv
 from seq2seq.search import DecodeOptions, beam_search, greedy_search
@@ -57,6 +57,23 @@ def test_tsv_reader_gives_examples_or_a_seq2seq_error(tmp_path, data, multi, aut
         return
     assert examples and all(e.source.strip() and all(r.strip() for r in e.references) for e in examples)
     assert [e.line for e in examples] == sorted({e.line for e in examples})
+
+
+@FAST
+@given(data=messy_bytes, multi=st.booleans(), auto=st.booleans())
+def test_chunk_parser_follows_the_line_parser(data, multi, auto):
+    """parse_lines (one decode per chunk, a fast path for plain pairs) gives, line by line,
+    what parse_line gives: the same fields, the same blank lines, the same reasons."""
+    expected = []
+    for n, raw in enumerate(data.split(b"\n")[:count_lines(data)], start=1):
+        try:
+            ex = parse_line(raw, n, multi, auto)
+        except BadLine as e:
+            expected.append((n, None, str(e)))
+            continue
+        if ex is not None:
+            expected.append((n, [ex.source, *ex.references], ""))
+    assert list(parse_lines(data, multi, auto)) == expected
 
 
 field_text = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\t\n\r"), min_size=1,

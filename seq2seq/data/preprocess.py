@@ -11,7 +11,7 @@
    each chunk's ids are translated to them with one table lookup and appended to the
    final ``numpy.memmap`` arrays.  No step holds more than one chunk in memory.
 
-A malformed line (:func:`~seq2seq.data.tsv.parse_line`) stops the job naming its file
+A malformed line (:func:`~seq2seq.data.tsv.parse_lines`) stops the job naming its file
 and line, unless ``data.max_bad_lines`` allows skipping it: the skipped lines are
 then listed in ``OUT/bad_lines.txt``.  Long pairs follow ``data.max_src_len`` /
 ``long_source`` / ``max_tgt_len`` exactly as in memory.
@@ -35,7 +35,7 @@ from typing import Optional
 import numpy as np
 
 from seq2seq.data.mapped import DATA_KEYS, FORMAT, MANIFEST, SIDES, VERSION, array_path
-from seq2seq.data.tsv import BadLine, parse_line
+from seq2seq.data.tsv import BadLine, count_lines, parse_line, parse_lines
 from seq2seq.errors import Seq2SeqError
 
 CHUNK_BYTES = 8 << 20                   # text per worker task
@@ -96,13 +96,7 @@ def _encode_chunk(job: _Job) -> dict:
     with open(job.path, "rb") as f:
         f.seek(job.start)
         text = f.read(job.end - job.start)
-    try:                                                  # one decode for the chunk; a chunk with
-        lines = text.decode("utf-8").split("\n")         # invalid UTF-8 is parsed line by line
-    except UnicodeDecodeError:
-        lines = text.split(b"\n")
-    if text.endswith(b"\n"):
-        lines.pop()
-    del text
+    lines = count_lines(text)
     tables = {s: _Ids() for s in SIDES}                   # token -> chunk id
     ids = {s: array("i") for s in SIDES}                  # kept pairs' ids, end to end
     lengths = {s: array("i") for s in SIDES}
@@ -111,21 +105,11 @@ def _encode_chunk(job: _Job) -> dict:
     max_src, max_tgt, policy = cfg.max_src_len, cfg.max_tgt_len, cfg.long_source
     src_ids, tgt_ids = tables["src"].__getitem__, tables["tgt"].__getitem__
     src_tok, tgt_tok = toks["src"], toks["tgt"]
-    fast = not cfg.autoencoder
-    for n, line in enumerate(lines, start=1):
-        fields = line.split("\t") if fast and isinstance(line, str) else ()
-        if len(fields) == 2 and (source := fields[0].strip()) and (target := fields[1].strip()):
-            pass                                          # a well-formed pair: what parse_line would give
-        else:
-            try:
-                ex = parse_line(line.encode("utf-8") if isinstance(line, str) else line, n,
-                                autoencoder=cfg.autoencoder)
-            except BadLine as e:
-                bad.append((n, str(e)))
-                continue
-            if ex is None:
-                continue
-            source, target = ex.source, ex.references[0]
+    for n, fields, error in parse_lines(text, autoencoder=cfg.autoencoder):
+        if fields is None:
+            bad.append((n, error))
+            continue
+        source, target = fields
         src_tokens, tgt_tokens = src_tok.encode(source), tgt_tok.encode(target)
         if (not max_src or len(src_tokens) <= max_src) and (not max_tgt or len(tgt_tokens) <= max_tgt):
             ids["src"].extend(map(src_ids, src_tokens))   # the common case: kept whole
@@ -154,7 +138,7 @@ def _encode_chunk(job: _Job) -> dict:
         lengths["src"].append(len(src))
         ids["tgt"].extend(tgt)
         lengths["tgt"].append(len(tgt))
-    out = {"index": job.index, "lines": len(lines), "pairs": len(lengths["src"]), "dropped": dropped, "bad": bad,
+    out = {"index": job.index, "lines": lines, "pairs": len(lengths["src"]), "dropped": dropped, "bad": bad,
            "reject": reject}
     for side in SIDES:
         np.frombuffer(ids[side], dtype=np.int32).tofile(f"{job.tmp}/{job.index}.{side}.ids")

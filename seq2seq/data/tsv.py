@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from seq2seq.errors import Seq2SeqError
 
@@ -41,9 +41,20 @@ def parse_line(raw: bytes, n: int, multi_reference: bool = False, autoencoder: b
             in a single-reference file.
     """
     try:
-        line = raw.decode("utf-8").rstrip("\r")
+        line = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise BadLine(f"invalid UTF-8 at byte {e.start} of the line") from None
+    fields = _fields(line, multi_reference, autoencoder)
+    return None if fields is None else Example(fields[0], fields[1:], n)
+
+
+def _fields(line: str, multi_reference: bool, autoencoder: bool) -> list[str] | None:
+    """[source, ref1, ...] of one decoded line, stripped; None for a blank line.
+
+    Raises:
+        BadLine: as :func:`parse_line`.
+    """
+    line = line.rstrip("\r")
     if not line.strip():
         return None
     fields = line.split("\t")
@@ -53,13 +64,61 @@ def parse_line(raw: bytes, n: int, multi_reference: bool = False, autoencoder: b
         raise BadLine("no tab between source and target (expected 'source<TAB>target')")
     if len(fields) > 2 and not multi_reference:
         raise BadLine(f"{len(fields)} columns; a training file has exactly 'source<TAB>target'")
-    source, refs = fields[0].strip(), [f.strip() for f in fields[1:]]
-    if not source:
+    fields = [f.strip() for f in fields]
+    if not fields[0]:
         raise BadLine("empty source")
-    for i, r in enumerate(refs, start=2):
+    for i, r in enumerate(fields[1:], start=2):
         if not r:
             raise BadLine(f"empty target in column {i}")
-    return Example(source, refs, n)
+    return fields
+
+
+def parse_lines(raw: bytes, multi_reference: bool = False,
+                autoencoder: bool = False) -> Iterator[tuple[int, list[str] | None, str]]:
+    """Every line of a TSV chunk (whole lines), by the rules of :func:`parse_line`.
+
+    The chunk is decoded at once and a well-formed ``source<TAB>target`` line takes a
+    fast path; a chunk with invalid UTF-8 is decoded line by line, so the bad lines are
+    named and the rest still read.  A final newline does not start another line.
+
+    Args:
+        raw: the bytes of whole lines; multi_reference, autoencoder: as in :func:`read_tsv`.
+
+    Yields:
+        (n, fields, error) for every non-blank line, n 1-based in ``raw``: fields is
+        [source, ref1, ...] (stripped) and error "", or fields is None and error says what
+        is wrong with the line.
+    """
+    try:
+        lines: list = raw.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        lines = raw.split(b"\n")
+    if raw.endswith(b"\n"):
+        lines.pop()
+    fast = not autoencoder
+    for n, line in enumerate(lines, start=1):
+        if fast and isinstance(line, str):
+            pair = line.split("\t")
+            if len(pair) == 2 and (source := pair[0].strip()) and (target := pair[1].strip()):
+                yield n, [source, target], ""                # a well-formed pair: what _fields gives
+                continue
+        try:
+            if isinstance(line, bytes):
+                try:
+                    line = line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise BadLine(f"invalid UTF-8 at byte {e.start} of the line") from None
+            fields = _fields(line, multi_reference, autoencoder)
+        except BadLine as e:
+            yield n, None, str(e)
+            continue
+        if fields is not None:
+            yield n, fields, ""
+
+
+def count_lines(raw: bytes) -> int:
+    """The number of lines :func:`parse_lines` numbers in ``raw`` (a final newline ends the last)."""
+    return raw.count(b"\n") + (0 if not raw or raw.endswith(b"\n") else 1)
 
 
 def read_tsv(path: str | Path, multi_reference: bool = False, autoencoder: bool = False) -> list[Example]:
@@ -106,19 +165,16 @@ def read_tsv_skipping(path: str | Path, max_bad_lines: Optional[int], multi_refe
     except OSError as e:
         raise Seq2SeqError(f"{path}: cannot read: {e.strerror or e}") from None
     examples, skipped = [], []
-    for n, bline in enumerate(raw.split(b"\n"), start=1):
-        try:
-            example = parse_line(bline, n, multi_reference, autoencoder)
-        except BadLine as e:
-            skipped.append(f"{path}:{n}: {e}")
+    for n, fields, error in parse_lines(raw, multi_reference, autoencoder):
+        if fields is None:
+            skipped.append(f"{path}:{n}: {error}")
             if len(skipped) > (max_bad_lines or 0):
                 raise Seq2SeqError(skipped[0] + (
                     "" if max_bad_lines is None else
                     " (set data.max_bad_lines to skip such lines and list them)" if max_bad_lines == 0 else
-                    f" ({len(skipped)} malformed lines, more than data.max_bad_lines={max_bad_lines})")) from None
+                    f" ({len(skipped)} malformed lines, more than data.max_bad_lines={max_bad_lines})"))
             continue
-        if example is not None:
-            examples.append(example)
+        examples.append(Example(fields[0], fields[1:], n))
     if not examples:
         raise Seq2SeqError(f"{path}: no examples (the file is empty)")
     return examples, skipped
