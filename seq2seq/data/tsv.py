@@ -40,20 +40,22 @@ def parse_line(raw: bytes, n: int, multi_reference: bool = False, autoencoder: b
         BadLine: invalid UTF-8, no tab, an empty source or target, or extra columns
             in a single-reference file.
     """
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise BadLine(f"invalid UTF-8 at byte {e.start} of the line") from None
-    fields = _fields(line, multi_reference, autoencoder)
+    fields = _fields(raw, multi_reference, autoencoder)
     return None if fields is None else Example(fields[0], fields[1:], n)
 
 
-def _fields(line: str, multi_reference: bool, autoencoder: bool) -> list[str] | None:
-    """[source, ref1, ...] of one decoded line, stripped; None for a blank line.
+def _fields(line: str | bytes, multi_reference: bool, autoencoder: bool) -> list[str] | None:
+    """[source, ref1, ...] of one line (bytes are decoded as UTF-8), stripped; None for a
+    blank line.
 
     Raises:
         BadLine: as :func:`parse_line`.
     """
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BadLine(f"invalid UTF-8 at byte {e.start} of the line") from None
     line = line.rstrip("\r")
     if not line.strip():
         return None
@@ -103,11 +105,6 @@ def parse_lines(raw: bytes, multi_reference: bool = False,
                 yield n, [source, target], ""                # a well-formed pair: what _fields gives
                 continue
         try:
-            if isinstance(line, bytes):
-                try:
-                    line = line.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise BadLine(f"invalid UTF-8 at byte {e.start} of the line") from None
             fields = _fields(line, multi_reference, autoencoder)
         except BadLine as e:
             yield n, None, str(e)
