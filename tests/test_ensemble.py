@@ -48,6 +48,18 @@ def test_an_ensemble_of_one_decodes_as_its_model(runs, options):
     assert torch.allclose(a[0][0].attention, b[0][0].attention, atol=1e-6)
 
 
+@pytest.mark.parametrize("options", [{}, {"beam": 3, "nbest": 2, "length_penalty": 0.6}])
+def test_an_ensemble_of_two_copies_decodes_as_the_model(runs, options):
+    """The mean of two equal distributions is that distribution: outputs, scores, attention."""
+    single = Seq2Seq.load(runs["gru1"], device="cpu")
+    twice = Seq2Seq.load([runs["gru1"], runs["gru1"]], device="cpu", weights=[1, 3])
+    a = single.predict(SOURCES, with_scores=True, return_attention=True, **options)
+    b = twice.predict(SOURCES, with_scores=True, return_attention=True, **options)
+    assert [t for t, _ in flat(a)] == [t for t, _ in flat(b)]
+    assert [s for _, s in flat(a)] == pytest.approx([s for _, s in flat(b)], abs=1e-5)
+    assert torch.allclose(a[0][0].attention, b[0][0].attention, atol=1e-6)
+
+
 def test_a_step_is_the_weighted_mean_of_the_members_probabilities(runs):
     """log p = log(w1 p1 + w2 p2), written out from the members' own softmax; the
     attention is w1 a1 + w2 a2."""
