@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/system_packages.sh
 # -n auto: one pytest-xdist worker per core (tests that compare outputs exactly pin torch to one thread);
 # --dist worksteal: an idle worker takes queued tests from a busy one, so the long end-to-end
 # tests do not finish on one worker while the other waits (13 min 39 s -> 10 min 41 s here)

@@ -267,7 +267,8 @@ class Seq2Seq:
         Args:
             path: the file.
             metrics: metric names (default: the config's ``evaluation.metrics``).
-            beam, **options: decoding overrides, as for :meth:`predict`.
+            beam: beam size (a shorthand, as for :meth:`predict`).
+            **options: decoding overrides, as for :meth:`predict`.
 
         Returns:
             ``loss``, ``ppl`` and each metric (percent) of the top hypothesis, plus

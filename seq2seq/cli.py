@@ -54,7 +54,10 @@ from seq2seq.errors import Seq2SeqError
 
 
 def _parser() -> argparse.ArgumentParser:
+    from seq2seq import __version__
+
     p = argparse.ArgumentParser(prog="seq2seq", description="Recurrent encoder-decoder models with attention.")
+    p.add_argument("--version", action="version", version=f"seq2seq {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model from a YAML config, or resume a run")

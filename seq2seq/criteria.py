@@ -94,8 +94,9 @@ class SequenceCriterion:
         pad_id: the padding id of the target vocabulary (never scored).
         label_smoothing: epsilon of label smoothing (Szegedy et al. 2016).
         coverage_weight: weight of the coverage loss; 0 = off.
-        kl_weight, kl_anneal, kl_anneal_steps: the KL term's weight and its annealing
-            (:func:`~seq2seq.modules.latent.kl_annealing`).
+        kl_weight: the KL term's weight (variational models).
+        kl_anneal: its annealing schedule (:func:`~seq2seq.modules.latent.kl_annealing`).
+        kl_anneal_steps: the annealing's length, in steps.
     """
 
     def __init__(self, pad_id: int, label_smoothing: float = 0.0, coverage_weight: float = 0.0,

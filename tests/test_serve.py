@@ -394,8 +394,8 @@ def chromium_driver(tmp_path):
         if shutil.which("apt-get") is None:
             pytest.skip("no chromium / chromedriver and no apt-get to install them (Debian packages "
                         "chromium, chromium-driver)")
-        pytest.fail("chromium and chromium-driver are missing: .ci/run installs them "
-                    "(apt-get install chromium chromium-driver)")
+        pytest.fail("chromium and chromium-driver are missing: bash scripts/test.sh installs them "
+                    "(scripts/system_packages.sh: apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",

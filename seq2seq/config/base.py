@@ -134,17 +134,50 @@ def validate_config(raw: Any, schema: type[BaseModel], source: str = "config", t
         raise Seq2SeqError(msg) from None
 
 
+BUILTIN_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def builtin_config_names() -> list[str]:
+    """The configs shipped inside the package (``seq2seq/configs/``; ``configs/`` in a checkout),
+    by name: ``g2p_cmudict``, ``presets/cho2014``, ..."""
+    return sorted(str(p.relative_to(BUILTIN_CONFIGS).with_suffix("")) for p in BUILTIN_CONFIGS.rglob("*.yaml"))
+
+
+def builtin_config(path: str | Path) -> Optional[Path]:
+    """The shipped config that ``path`` names, or None.
+
+    ``g2p_cmudict``, ``g2p_cmudict.yaml``, ``configs/g2p_cmudict.yaml`` and ``presets/cho2014``
+    all resolve, so the documented commands work after ``pip install seq2seq`` from any folder
+    (a file that exists at ``path`` always wins: :func:`read_yaml` looks here only when it does not).
+    """
+    parts = Path(path).parts
+    if parts[:1] == ("configs",):
+        parts = parts[1:]
+    if not parts or ".." in parts or Path(path).is_absolute():
+        return None
+    candidate = BUILTIN_CONFIGS.joinpath(*parts)
+    if candidate.suffix != ".yaml":
+        candidate = candidate.with_name(candidate.name + ".yaml")
+    return candidate if candidate.is_file() else None
+
+
 def read_yaml(path: str | Path) -> tuple[Any, str]:
     """The parsed YAML of a config file and its text (for line numbers).
+
+    A ``path`` that does not exist but names a shipped config (:func:`builtin_config`) reads that one.
 
     Raises:
         Seq2SeqError: missing or unreadable file, YAML syntax error (with its line).
     """
     path = Path(path)
+    if not path.exists() and builtin_config(path) is not None:
+        path = builtin_config(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise Seq2SeqError(f"{path}: config file not found") from None
+        names = ", ".join(builtin_config_names())
+        raise Seq2SeqError(f"{path}: config file not found (built-in configs, usable by name from any "
+                           f"folder: {names})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise Seq2SeqError(f"{path}: cannot read config: {e}") from None
     try:

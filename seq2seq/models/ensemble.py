@@ -113,7 +113,9 @@ class Ensemble(nn.Module):
         """Each member encodes its own batch of the same sentences.
 
         Args:
-            src, src_lengths, src_mask: the first member's source (used when ``members`` is None).
+            src: (batch, src_len) the first member's source ids (used when ``members`` is None).
+            src_lengths: (batch,) its lengths, in tokens.
+            src_mask: (batch, src_len) True at real tokens.
             members: one :class:`Batch` per member (:attr:`Batch.members`).
 
         Returns:

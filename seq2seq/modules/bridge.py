@@ -66,7 +66,8 @@ class Bridge(nn.Module):
 
     Args:
         kind: ``none``, ``last`` or ``projection``.
-        enc_cell, dec_cell: cell types (an LSTM decoder fed by a GRU encoder gets
+        enc_cell: the encoder's cell type.
+        dec_cell: the decoder's cell type (an LSTM decoder fed by a GRU encoder gets
             c_0 = 0 with ``last``; a projection maps h to both h_0 and c_0).
         enc_size: encoder state size per layer (directions concatenated).
         enc_layers: encoder layers.

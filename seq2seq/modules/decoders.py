@@ -176,7 +176,8 @@ class RNNDecoder(nn.Module):
         pad_id: padding id.
         copy: pointer-generator output over the extended vocabulary (needs attention).
         coverage: coverage vector in the attention scores (needs attention).
-        unk_id, bos_id: ids fed in place of copied unknown words / never predicted (copy).
+        unk_id: id fed in place of a copied unknown word (copy attention).
+        bos_id: id never predicted (copy attention).
 
     Attributes:
         fused_loop: run the teacher-forced input-feeding loop through

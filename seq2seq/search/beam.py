@@ -98,7 +98,8 @@ def beam_search(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeOp
             has ``reorder(index, beam)``.
         batch: the source side of a :class:`Batch`: src (B, S), src_lengths (B,),
             src_mask (B, S).
-        bos_id, eos_id: target specials.
+        bos_id: the target's ``<bos>`` id.
+        eos_id: the target's ``<eos>`` id.
         options: beam_size K, nbest, length_penalty / length_normalization,
             coverage_penalty, min_len, max_len / max_len_a / max_len_b,
             no_repeat_ngram, return_attention.

@@ -98,7 +98,8 @@ def greedy_search(model, batch: Batch, bos_id: int, eos_id: int, options: Option
             and ``decoder.step(prev, state) -> (logits, state, attention)``.
         batch: the source side of a :class:`Batch`: src (batch, src_len), src_lengths
             (batch,), src_mask (batch, src_len).
-        bos_id, eos_id: target specials.
+        bos_id: the target's ``<bos>`` id.
+        eos_id: the target's ``<eos>`` id.
         options: min/max length, n-gram blocking, attention (default: greedy defaults).
 
     Returns:
@@ -117,7 +118,10 @@ def sample(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeOptions
     reproduces the samples of the same batch.
 
     Args:
-        model, batch, bos_id, eos_id: as :func:`greedy_search`.
+        model: as :func:`greedy_search`.
+        batch: as :func:`greedy_search`.
+        bos_id: as :func:`greedy_search`.
+        eos_id: as :func:`greedy_search`.
         options: temperature, top_k, top_p, num_samples, seed, and the length limits.
 
     Returns:
