@@ -36,19 +36,26 @@ class ForecastDataConfig(Section):
     cycle, 12 for monthly), used by MASE, seasonal naive, ETS and Theta.
     """
 
-    path: str
-    time_column: str = "time"
-    value_columns: list[str] = Field(..., min_length=1)
-    id_column: Optional[str] = None
-    input_len: int = Field(..., ge=1)
-    horizon: int = Field(..., ge=1)
-    stride: int = Field(1, ge=1)
-    valid_size: int = Field(..., ge=0)
-    test_size: int = Field(..., ge=1)
-    missing: Literal["error", "interpolate", "ffill"] = "error"
-    scaling: Literal["standard", "none"] = "standard"
-    calendar: list[Literal["month", "week", "dayofweek", "dayofyear", "hour"]] = []
-    season: int = Field(1, ge=1)
+    path: str = Field(..., description="the CSV: a time column, value columns, optionally an id column")
+    time_column: str = Field("time", description="column of dates (any format pandas parses) or numbers")
+    value_columns: list[str] = Field(..., min_length=1, description="numeric columns, forecast jointly")
+    id_column: Optional[str] = Field(None, description="column naming the series of a multi-series CSV; "
+                                                       "None = one series")
+    input_len: int = Field(..., ge=1, description="past steps the encoder reads per window")
+    horizon: int = Field(..., ge=1, description="steps forecast from each origin")
+    stride: int = Field(1, ge=1, description="steps between consecutive training (and validation) windows")
+    valid_size: int = Field(..., ge=0, description="steps before the test part used for validation; "
+                                                   "0 = no validation")
+    test_size: int = Field(..., ge=1, description="last steps of each series, held out for rolling-origin "
+                                                  "evaluation")
+    missing: Literal["error", "interpolate", "ffill"] = Field(
+        "error", description="empty or NaN values: error (names the row), interpolate (linear) or ffill")
+    scaling: Literal["standard", "none"] = Field(
+        "standard", description="standard: per series and column, mean and std of the training part; none")
+    calendar: list[Literal["month", "week", "dayofweek", "dayofyear", "hour"]] = Field(
+        default_factory=list, description="known-future covariates (sin/cos) from the time column; [] = none")
+    season: int = Field(1, ge=1, description="seasonal period m in steps (MASE, seasonal naive, ETS, Theta); "
+                                             "1 = none")
 
     @model_validator(mode="after")
     def _check(self) -> "ForecastDataConfig":
@@ -68,12 +75,14 @@ class ForecastEncoderConfig(Section):
     features become an E-vector, read by the RNN as token embeddings are in text tasks.
     """
 
-    cell: Cell = "gru"
-    input_size: int = Field(32, ge=1)
-    hidden_size: int = Field(64, ge=1)
-    layers: int = Field(2, ge=1)
-    bidirectional: bool = False
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    cell: Cell = Field("gru", description="rnn, gru or lstm")
+    input_size: int = Field(32, ge=1, description="width E of the linear input projection (the embedding of "
+                                                  "text tasks)")
+    hidden_size: int = Field(64, ge=1, description="units per layer (per direction)")
+    layers: int = Field(2, ge=1, description="stacked RNN layers")
+    bidirectional: bool = Field(False, description="read the past window both ways, concatenating the states")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout probability on inputs, between layers and "
+                                                            "on outputs")
 
 
 class ForecastDecoderConfig(Section):
@@ -87,14 +96,17 @@ class ForecastDecoderConfig(Section):
     constant) and the whole horizon is computed in one pass, also at inference.
     """
 
-    cell: Cell = "gru"
-    input_size: int = Field(32, ge=1)
-    hidden_size: int = Field(64, ge=1)
-    layers: int = Field(2, ge=1)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    attention: AttentionType = "none"
-    attention_size: Optional[int] = Field(None, ge=1)
-    feed_previous_output: bool = True
+    cell: Cell = Field("gru", description="rnn, gru or lstm")
+    input_size: int = Field(32, ge=1, description="width of the linear projection of each step's input")
+    hidden_size: int = Field(64, ge=1, description="units per layer")
+    layers: int = Field(2, ge=1, description="stacked RNN layers")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout probability between layers and on outputs")
+    attention: AttentionType = Field("none", description="score function of attention over the encoder states, "
+                                                         "after the cell; none = off")
+    attention_size: Optional[int] = Field(None, ge=1, description="hidden size of additive scorers (bahdanau, "
+                                                                  "luong_concat); None = hidden_size")
+    feed_previous_output: bool = Field(True, description="read y_{t-1} (autoregressive); false: calendar "
+                                                         "features only, one pass")
 
 
 class ForecastModelConfig(Section):
@@ -111,11 +123,16 @@ class ForecastModelConfig(Section):
     give the prediction interval.
     """
 
-    encoder: ForecastEncoderConfig = ForecastEncoderConfig()
-    decoder: ForecastDecoderConfig = ForecastDecoderConfig()
-    bridge: Literal["none", "last", "projection"] = "last"
-    window_normalization: bool = True
-    quantiles: list[float] = []
+    encoder: ForecastEncoderConfig = Field(default_factory=ForecastEncoderConfig,
+                                           description="the RNN over the past window")
+    decoder: ForecastDecoderConfig = Field(default_factory=ForecastDecoderConfig,
+                                           description="the RNN that generates the horizon")
+    bridge: Literal["none", "last", "projection"] = Field(
+        "last", description="decoder start state: none (zeros), last (final encoder state) or projection")
+    window_normalization: bool = Field(True, description="each window minus its last value, over its std "
+                                                         "(forecasts mapped back)")
+    quantiles: list[float] = Field(default_factory=list, description="quantile levels in (0, 1), pinball loss "
+                                                                     "(0.5 added); [] = one point forecast")
 
     @field_validator("quantiles")
     @classmethod
@@ -139,11 +156,13 @@ class ForecastTrainingConfig(TrainingConfig):
     quantiles) in place of the true value at rate 1 - eps_i.
     """
 
-    loss: Literal["mse", "mae", "huber"] = "mse"
-    huber_delta: float = Field(1.0, gt=0)
-    early_stopping_metric: Literal["loss", "mae", "rmse", "smape", "mase"] = "mae"
-    validate_every: int = Field(200, ge=1)
-    log_every: int = Field(50, ge=1)
+    loss: Literal["mse", "mae", "huber"] = Field("mse", description="mse, mae or huber; with model.quantiles "
+                                                                    "the pinball loss")
+    huber_delta: float = Field(1.0, gt=0, description="huber: the threshold, in scaled units")
+    early_stopping_metric: Literal["loss", "mae", "rmse", "smape", "mase"] = Field(
+        "mae", description="picks the best checkpoint, drives patience and plateau: loss or a forecast error")
+    validate_every: int = Field(200, ge=1, description="updates between validations")
+    log_every: int = Field(50, ge=1, description="updates between training log lines (metrics.jsonl rows)")
 
 
 class ForecastEvaluationConfig(Section):
@@ -154,17 +173,20 @@ class ForecastEvaluationConfig(Section):
     from all values before it.  ``baselines`` are scored on the same origins.
     """
 
-    origin_stride: int = Field(1, ge=1)
-    baselines: list[Literal["naive", "seasonal_naive", "ets", "theta"]] = ["naive", "seasonal_naive", "ets", "theta"]
+    origin_stride: int = Field(1, ge=1, description="steps between rolling forecast origins in the test part")
+    baselines: list[Literal["naive", "seasonal_naive", "ets", "theta"]] = Field(
+        ["naive", "seasonal_naive", "ets", "theta"], description="baselines scored on the same origins")
 
 
 class ForecastConfig(Section):
     """A whole forecasting run."""
 
-    task: Literal["forecast"]
-    name: str = "forecast"
-    seed: int = 1
-    data: ForecastDataConfig
-    model: ForecastModelConfig = ForecastModelConfig()
-    training: ForecastTrainingConfig = ForecastTrainingConfig(max_steps=2000)
-    evaluation: ForecastEvaluationConfig = ForecastEvaluationConfig()
+    task: Literal["forecast"] = Field(..., description="the schema: forecast (required)")
+    name: str = Field("forecast", description="run name; the default run directory is runs/<name>")
+    seed: int = Field(1, description="seeds weights, dropout and the data order")
+    data: ForecastDataConfig = Field(..., description="the CSV of series and how it becomes windows")
+    model: ForecastModelConfig = Field(default_factory=ForecastModelConfig, description="encoder, bridge and decoder")
+    training: ForecastTrainingConfig = Field(ForecastTrainingConfig(max_steps=2000),
+                                             description="optimisation, limits, validation and checkpoints")
+    evaluation: ForecastEvaluationConfig = Field(default_factory=ForecastEvaluationConfig,
+                                                 description="rolling-origin evaluation on the test part")

@@ -25,10 +25,12 @@ class SentencePieceConfig(Section):
     for alphabetic scripts, about 0.9995 for Chinese or Japanese).
     """
 
-    model_type: Literal["unigram", "bpe"] = "unigram"
-    vocab_size: int = Field(8000, ge=8)
-    joint: bool = True
-    character_coverage: float = Field(1.0, gt=0, le=1)
+    model_type: Literal["unigram", "bpe"] = Field("unigram", description="unigram (Kudo 2018) or bpe "
+                                                                         "(Sennrich et al. 2016)")
+    vocab_size: int = Field(8000, ge=8, description="pieces per model (a soft limit on small corpora)")
+    joint: bool = Field(True, description="one model over sources and targets (both tokenizers sentencepiece)")
+    character_coverage: float = Field(1.0, gt=0, le=1, description="share of characters covered; rarer ones "
+                                                                   "become <unk>")
 
 
 class DataConfig(Section):
@@ -54,22 +56,33 @@ class DataConfig(Section):
     (and the preprocessed corpus's) ``bad_lines.txt``.
     """
 
-    train: str
-    valid: Optional[str] = None
-    test: Optional[str] = None
-    src_tokenizer: Literal["char", "word", "sentencepiece"] = "char"
-    tgt_tokenizer: Literal["char", "word", "sentencepiece"] = "word"
-    sentencepiece: SentencePieceConfig = SentencePieceConfig()
-    lowercase: bool = False
-    src_min_freq: int = Field(1, ge=1)
-    tgt_min_freq: int = Field(1, ge=1)
-    src_max_size: Optional[int] = Field(None, ge=1)
-    tgt_max_size: Optional[int] = Field(None, ge=1)
-    max_src_len: Optional[int] = Field(None, ge=1)
-    long_source: Literal["drop", "truncate", "reject"] = "drop"
-    max_tgt_len: Optional[int] = Field(None, ge=1)
-    autoencoder: bool = False
-    max_bad_lines: int = Field(0, ge=0)
+    train: str = Field(..., description="training TSV (source<TAB>target) or a `seq2seq preprocess` directory")
+    valid: Optional[str] = Field(None, description="validation TSV (source<TAB>ref1[<TAB>ref2...]); "
+                                                   "None = no validation")
+    test: Optional[str] = Field(None, description="test TSV (source<TAB>ref1[<TAB>ref2...]), scored by the "
+                                                  "quick-start; None = none")
+    src_tokenizer: Literal["char", "word", "sentencepiece"] = Field(
+        "char", description="source tokens: characters, whitespace-separated words or sentencepiece subwords")
+    tgt_tokenizer: Literal["char", "word", "sentencepiece"] = Field(
+        "word", description="target tokens: characters, whitespace-separated words or sentencepiece subwords")
+    sentencepiece: SentencePieceConfig = Field(default_factory=SentencePieceConfig,
+                                               description="subword model(s) of a sentencepiece-tokenized side")
+    lowercase: bool = Field(False, description="lower-case both sides before tokenizing (BLEU/chrF then ignore case)")
+    src_min_freq: int = Field(1, ge=1, description="source tokens seen fewer times in training become <unk>")
+    tgt_min_freq: int = Field(1, ge=1, description="target tokens seen fewer times in training become <unk>")
+    src_max_size: Optional[int] = Field(None, ge=1, description="cap on the source vocabulary (most frequent kept); "
+                                                                "None = no cap")
+    tgt_max_size: Optional[int] = Field(None, ge=1, description="cap on the target vocabulary (most frequent kept); "
+                                                                "None = no cap")
+    max_src_len: Optional[int] = Field(None, ge=1, description="longest source in tokens (longer: see long_source); "
+                                                               "None = no limit")
+    long_source: Literal["drop", "truncate", "reject"] = Field(
+        "drop", description="a source over max_src_len: drop (training: left out), truncate or reject (an error)")
+    max_tgt_len: Optional[int] = Field(None, ge=1, description="drop training pairs with a longer target (tokens); "
+                                                               "None = keep all")
+    autoencoder: bool = Field(False, description="target = source (sequence autoencoder; first column only)")
+    max_bad_lines: int = Field(0, ge=0, description="malformed training lines skipped (listed in bad_lines.txt) "
+                                                    "before one stops the run")
 
     @model_validator(mode="after")
     def _check(self) -> "DataConfig":
@@ -88,14 +101,17 @@ class StackConfig(Section):
     (``type: transformer``: ``hidden_size`` is d_model, ``heads``, ``ff_size`` default 4 x
     d_model), with ``dropout``."""
 
-    type: Literal["rnn", "transformer"] = "rnn"
-    heads: int = Field(4, ge=1)
-    ff_size: Optional[int] = Field(None, ge=1)
-    cell: Cell = "lstm"
-    embedding_size: int = Field(128, ge=1)
-    hidden_size: int = Field(256, ge=1)
-    layers: int = Field(1, ge=1)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    type: Literal["rnn", "transformer"] = Field("rnn", description="rnn or transformer (Vaswani et al. 2017)")
+    heads: int = Field(4, ge=1, description="attention heads (transformer only)")
+    ff_size: Optional[int] = Field(None, ge=1, description="feed-forward width (transformer only); "
+                                                           "None = 4 x hidden_size")
+    cell: Cell = Field("lstm", description="rnn, gru or lstm (type rnn only)")
+    embedding_size: int = Field(128, ge=1, description="token embedding width (a transformer projects it to "
+                                                       "d_model when different)")
+    hidden_size: int = Field(256, ge=1, description="units per layer (per direction); d_model for a transformer")
+    layers: int = Field(1, ge=1, description="stacked layers")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout probability on embeddings, between layers "
+                                                            "and on outputs")
 
 
 class EncoderConfig(StackConfig):
@@ -103,7 +119,8 @@ class EncoderConfig(StackConfig):
     Transformer encoder (``type: transformer``, Vaswani et al. 2017: ``hidden_size`` is
     d_model, with ``heads`` and ``ff_size``; ``cell`` and ``bidirectional`` do not apply)."""
 
-    bidirectional: bool = True
+    bidirectional: bool = Field(True, description="read the source both ways, concatenating the states "
+                                                  "(Bahdanau et al. 2015; rnn only)")
 
 
 class DecoderConfig(StackConfig):
@@ -125,14 +142,21 @@ class DecoderConfig(StackConfig):
     cross-attention; ``cell``, ``attention`` and the RNN input options do not apply.
     """
 
-    attention: AttentionType = "luong_general"
-    attention_size: Optional[int] = Field(None, ge=1)
-    input_feeding: bool = False
-    context_every_step: bool = False
-    feed_previous_output: bool = True
-    copy_attention: bool = False
-    coverage: bool = False
-    tie_embeddings: bool = False
+    attention: AttentionType = Field("luong_general", description="none, bahdanau (before the cell) or "
+                                                                  "luong_dot, luong_general, luong_concat (after)")
+    attention_size: Optional[int] = Field(None, ge=1, description="hidden size of additive scorers (bahdanau, "
+                                                                  "luong_concat); None = hidden_size")
+    input_feeding: bool = Field(False, description="feed o_{t-1} = tanh(W[h; c]) into the next step "
+                                                   "(Luong et al. 2015, sec. 3.3)")
+    context_every_step: bool = Field(False, description="feed the source context c into every step and the "
+                                                        "readout (Cho et al. 2014)")
+    feed_previous_output: bool = Field(True, description="the previous output y_{t-1} is part of the decoder input")
+    copy_attention: bool = Field(False, description="pointer-generator: copy unknown source words "
+                                                    "(See et al. 2017)")
+    coverage: bool = Field(False, description="past attention enters each attention score, plus the coverage "
+                                              "loss (See et al. 2017)")
+    tie_embeddings: bool = Field(False, description="share the output layer with the target embedding "
+                                                    "(needs embedding_size == hidden_size)")
 
     @model_validator(mode="after")
     def _check(self) -> "DecoderConfig":
@@ -167,12 +191,16 @@ class ModelConfig(Section):
     ``projection``), and training adds the KL term to the loss.
     """
 
-    encoder: EncoderConfig = EncoderConfig()
-    decoder: DecoderConfig = DecoderConfig()
-    bridge: Literal["none", "last", "projection"] = "projection"
-    context: Literal["last", "mean", "max"] = "last"
-    reverse_source: bool = False
-    latent_size: Optional[int] = Field(None, ge=1)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig, description="the encoder: RNN or Transformer")
+    decoder: DecoderConfig = Field(default_factory=DecoderConfig,
+                                   description="the decoder: RNN with attention, or Transformer")
+    bridge: Literal["none", "last", "projection"] = Field(
+        "projection", description="decoder start state: none (zeros), last (final encoder state) or projection")
+    context: Literal["last", "mean", "max"] = Field(
+        "last", description="source summary c for the bridge: last (final states), mean or max (pooled)")
+    reverse_source: bool = Field(False, description="read the source backwards (Sutskever et al. 2014, sec. 3.3)")
+    latent_size: Optional[int] = Field(None, ge=1, description="size of z in a variational seq2seq "
+                                                               "(Bowman et al. 2016); None = off")
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
@@ -199,33 +227,44 @@ class TextTrainingConfig(TrainingConfig):
     sec. 3.1).
     """
 
-    batch_type: Literal["sentences", "tokens"] = "sentences"
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    coverage_loss_weight: float = Field(1.0, ge=0)
-    word_dropout: float = Field(0.0, ge=0, lt=1)
-    kl_anneal: Literal["constant", "linear", "logistic"] = "logistic"
-    kl_anneal_steps: int = Field(5000, ge=1)
-    kl_weight: float = Field(1.0, ge=0)
-    early_stopping_metric: Literal["loss", "ppl", "wer", "per", "accuracy", "bleu", "chrf"] = "wer"
+    batch_type: Literal["sentences", "tokens"] = Field(
+        "sentences", description="batch_size counts sentences or padded tokens (rows x longest side)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="epsilon of label smoothing; 0 = plain "
+                                                                "cross-entropy")
+    coverage_loss_weight: float = Field(1.0, ge=0, description="weight of the coverage loss (with "
+                                                               "model.decoder.coverage)")
+    word_dropout: float = Field(0.0, ge=0, lt=1, description="rate at which decoder input tokens become <unk>; "
+                                                             "0 = off")
+    kl_anneal: Literal["constant", "linear", "logistic"] = Field(
+        "logistic", description="annealing of the KL weight of a variational model")
+    kl_anneal_steps: int = Field(5000, ge=1, description="updates of the KL annealing (linear, logistic)")
+    kl_weight: float = Field(1.0, ge=0, description="weight of the KL term (model.latent_size), times the "
+                                                    "annealing factor")
+    early_stopping_metric: Literal["loss", "ppl", "wer", "per", "accuracy", "bleu", "chrf"] = Field(
+        "wer", description="picks the best checkpoint, drives patience and plateau: loss, ppl or evaluation.metrics")
 
 
 class EvaluationConfig(Section):
     """Metrics computed at validation and by ``seq2seq evaluate``."""
 
-    metrics: list[Literal["accuracy", "wer", "per", "bleu", "chrf"]] = ["accuracy", "wer", "per"]
+    metrics: list[Literal["accuracy", "wer", "per", "bleu", "chrf"]] = Field(
+        ["accuracy", "wer", "per"], description="accuracy, wer, per (G2P definitions), bleu, chrf (sacrebleu)")
 
 
 class Config(Section):
     """A whole text run: data, model, training, decoding, evaluation."""
 
-    task: Literal["text"] = "text"
-    name: str = "run"
-    seed: int = 1
-    data: DataConfig
-    model: ModelConfig = ModelConfig()
-    training: TextTrainingConfig = TextTrainingConfig(max_steps=10000)
-    decoding: DecodingConfig = DecodingConfig()
-    evaluation: EvaluationConfig = EvaluationConfig()
+    task: Literal["text"] = Field("text", description="the schema: text (tokens to tokens)")
+    name: str = Field("run", description="run name; the default run directory is runs/<name>")
+    seed: int = Field(1, description="seeds weights, dropout and the data order")
+    data: DataConfig = Field(..., description="the parallel data and how it becomes token ids")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="encoder, bridge and decoder")
+    training: TextTrainingConfig = Field(TextTrainingConfig(max_steps=10000),
+                                         description="optimisation, limits, validation and checkpoints")
+    decoding: DecodingConfig = Field(default_factory=DecodingConfig,
+                                     description="decoding for validation, evaluate and predict (flags override)")
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig,
+                                         description="metrics computed at validation and by `seq2seq evaluate`")
 
     @model_validator(mode="after")
     def _check(self) -> "Config":

@@ -29,15 +29,20 @@ class TeacherForcingConfig(Section):
     such decoders and exact otherwise.
     """
 
-    schedule: Literal["constant", "linear", "exponential", "inverse_sigmoid"] = "constant"
-    ratio: float = Field(1.0, ge=0.0, le=1.0)
-    start: float = Field(1.0, ge=0.0, le=1.0)
-    end: float = Field(0.0, ge=0.0, le=1.0)
-    steps: int = Field(10000, ge=1)
-    k: Optional[float] = Field(None, gt=0)
-    sampling: Literal["argmax", "sample"] = "argmax"
-    temperature: float = Field(1.0, gt=0)
-    mode: Literal["auto", "two_pass", "exact"] = "auto"
+    schedule: Literal["constant", "linear", "exponential", "inverse_sigmoid"] = Field(
+        "constant", description="how eps_i, the probability of the gold previous token, falls over updates")
+    ratio: float = Field(1.0, ge=0.0, le=1.0, description="constant: eps (1 = full teacher forcing, 0 = own "
+                                                          "predictions only)")
+    start: float = Field(1.0, ge=0.0, le=1.0, description="linear: eps at update 0")
+    end: float = Field(0.0, ge=0.0, le=1.0, description="linear: eps after `steps` updates, and its floor")
+    steps: int = Field(10000, ge=1, description="linear: updates from start to end")
+    k: Optional[float] = Field(None, gt=0, description="exponential: k ** i (k < 1); inverse_sigmoid: "
+                                                       "k / (k + exp(i / k)) (k >= 1)")
+    sampling: Literal["argmax", "sample"] = Field("argmax", description="the fed prediction: argmax or a sample "
+                                                                        "at temperature (text tasks)")
+    temperature: float = Field(1.0, gt=0, description="softmax temperature of sampled fed predictions")
+    mode: Literal["auto", "two_pass", "exact"] = Field(
+        "auto", description="two_pass (Duckworth et al. 2019), exact (step by step) or auto (text tasks)")
 
     @model_validator(mode="after")
     def _check(self) -> "TeacherForcingConfig":
@@ -59,9 +64,11 @@ class DistributedConfig(Section):
     the environment) training runs in one process and this section is unused.
     """
 
-    backend: Literal["auto", "gloo", "nccl"] = "auto"
-    timeout_minutes: float = Field(30.0, gt=0)
-    find_unused_parameters: bool = False
+    backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="process group backend: auto (nccl on "
+                                                                         "CUDA, gloo on CPU), gloo or nccl")
+    timeout_minutes: float = Field(30.0, gt=0, description="minutes a rank waits for the others in one collective")
+    find_unused_parameters: bool = Field(False, description="let DDP look for parameters without a gradient in "
+                                                            "an update (slower)")
 
 
 class TrainingConfig(Section):
@@ -88,35 +95,53 @@ class TrainingConfig(Section):
     (:class:`DistributedConfig`).
     """
 
-    batch_size: int = Field(64, ge=1)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    learning_rate: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.0, ge=0)
-    clip_grad_norm: Optional[float] = Field(1.0, gt=0)
-    accumulate_batches: int = Field(1, ge=1)
-    scheduler: Literal["none", "plateau", "inverse_sqrt", "exponential", "linear"] = "plateau"
-    plateau_factor: float = Field(0.5, gt=0, lt=1)
-    plateau_patience: int = Field(2, ge=0)
-    warmup_steps: int = Field(0, ge=0)
-    decay_rate: float = Field(0.5, gt=0, le=1)
-    decay_steps: int = Field(10000, ge=1)
-    min_learning_rate: float = Field(1e-5, ge=0)
-    teacher_forcing: TeacherForcingConfig = TeacherForcingConfig()
-    keep_checkpoints: int = Field(0, ge=0)
-    max_steps: Optional[int] = Field(None, ge=1)
-    max_epochs: Optional[int] = Field(None, ge=1)
-    max_minutes: Optional[float] = Field(None, gt=0)
-    validate_every: int = Field(1000, ge=1)
-    log_every: int = Field(100, ge=1)
-    early_stopping_metric: str = "loss"
-    patience: Optional[int] = Field(None, ge=1)
-    num_threads: Optional[int] = Field(None, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
-    progress_bar: bool = True
-    loggers: list[Literal["tensorboard"]] = []
-    distributed: DistributedConfig = DistributedConfig()
+    batch_size: int = Field(64, ge=1, description="batch size per rank: sentences or tokens (text, see "
+                                                  "batch_type), windows (forecast)")
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="adam (Kingma & Ba 2015), adamw "
+                                                                           "(Loshchilov & Hutter 2019) or sgd")
+    learning_rate: float = Field(1e-3, gt=0, description="initial learning rate (the peak, after any warm-up)")
+    weight_decay: float = Field(0.0, ge=0, description="the L2 penalty lambda (adam, sgd); decoupled with adamw; "
+                                                       "0 = off")
+    momentum: float = Field(0.0, ge=0, description="momentum (sgd only)")
+    clip_grad_norm: Optional[float] = Field(1.0, gt=0, description="clip the global gradient norm to this; "
+                                                                   "None = no clipping")
+    accumulate_batches: int = Field(1, ge=1, description="batches whose gradients are summed per update")
+    scheduler: Literal["none", "plateau", "inverse_sqrt", "exponential", "linear"] = Field(
+        "plateau", description="learning-rate schedule (none = constant)")
+    plateau_factor: float = Field(0.5, gt=0, lt=1, description="plateau: multiply the learning rate by this "
+                                                               "when the metric stalls")
+    plateau_patience: int = Field(2, ge=0, description="plateau: validations without improvement tolerated "
+                                                       "before the rate drops")
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up in updates (inverse_sqrt, exponential, linear); "
+                                                   "0 = none")
+    decay_rate: float = Field(0.5, gt=0, le=1, description="exponential: lr * decay_rate ** (step / decay_steps)")
+    decay_steps: int = Field(10000, ge=1, description="exponential: updates per decay_rate factor")
+    min_learning_rate: float = Field(1e-5, ge=0, description="floor of every schedule; linear: the rate when the "
+                                                             "budget runs out")
+    teacher_forcing: TeacherForcingConfig = Field(
+        default_factory=TeacherForcingConfig,
+        description="what the decoder reads in training: teacher forcing or scheduled sampling")
+    keep_checkpoints: int = Field(0, ge=0, description="keep the weights of the last N validations for "
+                                                       "`seq2seq average` (0 = none)")
+    max_steps: Optional[int] = Field(None, ge=1, description="stop after this many updates; None = no limit")
+    max_epochs: Optional[int] = Field(None, ge=1, description="stop after this many passes over the training "
+                                                              "data; None = no limit")
+    max_minutes: Optional[float] = Field(None, gt=0, description="stop after this many wall-clock minutes "
+                                                                 "(validation included); None = no limit")
+    validate_every: int = Field(1000, ge=1, description="updates between validations")
+    log_every: int = Field(100, ge=1, description="updates between training log lines (metrics.jsonl rows)")
+    early_stopping_metric: str = Field("loss", description="validation metric that picks the best checkpoint "
+                                                           "and drives patience and plateau")
+    patience: Optional[int] = Field(None, ge=1, description="stop after this many validations without "
+                                                            "improvement; None = never")
+    num_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads; None = torch's default")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto (CUDA if available), cpu or cuda")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast, matrix products in bfloat16")
+    progress_bar: bool = Field(True, description="tqdm bar on a terminal (plain log lines otherwise)")
+    loggers: list[Literal["tensorboard"]] = Field(
+        default_factory=list, description="loggers besides metrics.jsonl: tensorboard (RUN/tensorboard); [] = none")
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig,
+                                           description="data-parallel settings, used only under torchrun")
 
     @model_validator(mode="after")
     def _check(self) -> "TrainingConfig":
