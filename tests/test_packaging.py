@@ -71,3 +71,5 @@ def test_the_installed_command_trains_from_an_empty_folder(wheel, tmp_path):
     assert "run saved in runs/toy_copy" in out
     assert (work / "runs" / "toy_copy" / "checkpoints" / "best.safetensors").is_file()
     assert not (work / "configs").exists()
+    run("seq2seq", "data", "word-pairs")                  # the toy config's data, shipped in the package
+    assert (work / "examples" / "word_pairs.tsv").read_bytes() == (ROOT / "examples" / "word_pairs.tsv").read_bytes()
