@@ -8,6 +8,8 @@
     seq2seq train CONFIG [--run-dir RUN] [--set KEY=VALUE ...] [--overwrite] [--nproc N]
     seq2seq train --resume RUN [--set training.max_steps=...] [--nproc N]
     torchrun --standalone --nproc-per-node N -m seq2seq train CONFIG --run-dir RUN   (data parallel)
+    seq2seq distill CONFIG --teacher RUN [RUN ...] [--run-dir STUDENT] [--set distillation.weight=0.5 ...]
+        (knowledge distillation; seq2seq train --resume STUDENT continues it)
     seq2seq preprocess CONFIG --out DIR [--workers N] [--vocab RUN] [--overwrite]   (data.train -> memory maps)
     seq2seq evaluate RUN --data FILE [--json] [--checkpoint best|last|averaged] [decoding options]
     seq2seq average RUN [--last N]
@@ -72,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--nproc", type=int, metavar="N",
                    help="data-parallel training in N processes on this machine (through torchrun's launcher; "
                         "training.batch_size is per process)")
+
+    ds = sub.add_parser("distill", help="train a student from teacher runs (knowledge distillation: token level, "
+                                         "sequence level or both)")
+    ds.add_argument("config", help="the student's YAML config (e.g. a teacher's config.yaml, or a smaller model)")
+    ds.add_argument("--teacher", nargs="+", action="extend", default=[], metavar="RUN", dest="teachers",
+                    help="teacher run directories (several: their ensemble); sets distillation.teachers")
+    ds.add_argument("--run-dir", "--run", dest="run", metavar="RUN", help="student run directory "
+                                                                         "(default: runs/<config name>_student)")
+    ds.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", dest="overrides",
+                    help="override config keys, e.g. distillation.sequence_level=true distillation.weight=0")
+    ds.add_argument("--overwrite", action="store_true", help="replace an existing student run directory")
 
     pp = sub.add_parser("preprocess", help="turn a config's data.train TSV into a memory-mapped corpus "
                                            "(train from it with data.train: DIR)")
@@ -162,6 +175,9 @@ def _parser() -> argparse.ArgumentParser:
     y.add_argument("--train", type=int, default=3000)
     y.add_argument("--seed", type=int, default=1)
     y.add_argument("--overwrite", action="store_true")
+    wp = dsub.add_parser("word-pairs", help="the 48 word pairs of configs/toy_word_pairs.yaml (man -> woman)")
+    wp.add_argument("--out", default="examples", help="folder of word_pairs.tsv (default: examples)")
+    wp.add_argument("--overwrite", action="store_true")
     b = dsub.add_parser("bible", help="English-Spanish verse pairs from the SWORD Bible modules (Debian packages)")
     b.add_argument("--out", required=True)
     b.add_argument("--cache", default=str(Path.home() / ".cache" / "seq2seq" / "sword"),
@@ -258,6 +274,19 @@ def _cmd_train(args) -> None:
     train(config, run, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":              # under torchrun: rank 0 speaks for the job
         print(f"run saved in {run}", file=sys.stderr)
+
+
+def _cmd_distill(args) -> None:
+    from seq2seq.config import Config, load_config
+    from seq2seq.distill import distill
+
+    overrides = list(args.overrides)
+    if args.teachers:
+        overrides.append("distillation.teachers=" + json.dumps(args.teachers))
+    config = load_config(args.config, overrides, schema=Config)
+    run = Path(args.run) if args.run else Path("runs") / f"{config.name}_student"
+    distill(config, run, overwrite=args.overwrite)
+    print(f"run saved in {run}", file=sys.stderr)
 
 
 def _cmd_preprocess(args) -> None:
@@ -474,6 +503,10 @@ def _cmd_data(args) -> None:
         counts = build_cmudict_split(args.out, args.stress, exclude, args.valid_fraction, args.test_fraction,
                                      args.seed, args.overwrite)
         print(f"wrote {args.out}/{{train,valid,test}}.tsv: {counts}", file=sys.stderr)
+    elif args.dataset == "word-pairs":
+        from seq2seq.data.toy import write_word_pairs
+
+        print(f"wrote {write_word_pairs(args.out, args.overwrite)}", file=sys.stderr)
     elif args.dataset == "bible":
         from seq2seq.data.bible import TEST_BOOKS, VALID_BOOKS, build_bible_split
 
@@ -499,7 +532,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     warnings.formatwarning = lambda message, *_, **__: f"seq2seq: warning: {message}\n"
     handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "data": _cmd_data,
                 "plot-attention": _cmd_plot_attention, "average": _cmd_average, "sample": _cmd_sample,
-                "chat": _cmd_chat, "serve": _cmd_serve, "export": _cmd_export, "preprocess": _cmd_preprocess}
+                "chat": _cmd_chat, "serve": _cmd_serve, "export": _cmd_export, "preprocess": _cmd_preprocess,
+                "distill": _cmd_distill}
     try:
         handlers[args.command](args)
     except Seq2SeqError as e:

@@ -4,6 +4,8 @@ summed objective to differentiate and the values to log.
 - :class:`SequenceCriterion` (text): cross-entropy per target token (label smoothing
   optional), See et al. 2017's coverage loss, the annealed KL term of a variational
   seq2seq (Bowman et al. 2016).
+- :class:`DistillationCriterion` (text, a student): a criterion's objective mixed with the
+  token-level KL divergence to teachers' distributions (Hinton et al. 2015; Kim & Rush 2016).
 - :class:`RegressionCriterion` (forecasting): MSE, MAE, Huber or the pinball loss of
   quantile forecasts.
 
@@ -132,6 +134,86 @@ class SequenceCriterion:
             objective = objective + self.kl_weight_at(step) * output.kl
             stats["kl"] = (float(output.kl.detach()), batch.src.size(0))       # nats per sentence
         return LossTerms(objective, loss_sum.detach(), stats)
+
+
+def distillation_kl(student_logits: Tensor, teacher_log_probs: Tensor, tgt_mask: Tensor,
+                    temperature: float = 1.0) -> Tensor:
+    """Token-level distillation term, Hinton et al. 2015 (sec. 2) / Kim & Rush 2016 (eq. 5):
+    ``T^2 * sum_t KL(q_t || p_t)`` over real target positions, where ``q_t`` is the teachers'
+    distribution at temperature T and ``p_t = softmax(z_t / T)`` the student's.  The T^2 keeps
+    the gradient's scale independent of T.  Up to the teachers' entropy (a constant) it is
+    the cross-entropy of the student against the teachers' soft targets.
+
+    Args:
+        student_logits: (batch, tgt_len, V) the student's unnormalised scores z.
+        teacher_log_probs: (batch, tgt_len, V) log q, already at temperature T.
+        tgt_mask: (batch, tgt_len) True at real target positions (``<eos>`` included).
+        temperature: T > 0.
+
+    Returns:
+        Scalar: the summed term, in nats (divide by the token count for the per-token value).
+
+    Raises:
+        ValueError: shapes that do not match.
+    """
+    if student_logits.shape != teacher_log_probs.shape or student_logits.shape[:2] != tgt_mask.shape:
+        raise ValueError(f"student {tuple(student_logits.shape)}, teacher {tuple(teacher_log_probs.shape)} and "
+                         f"mask {tuple(tgt_mask.shape)} do not match")
+    log_p = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    kl = F.kl_div(log_p, teacher_log_probs.float(), reduction="none", log_target=True).sum(-1)
+    return temperature ** 2 * kl.masked_fill(~tgt_mask, 0.0).sum()
+
+
+class DistillationCriterion:
+    """A student's criterion: ``(1 - alpha) * base + alpha * distillation_kl`` per batch, where
+    the teachers (one model, or an :class:`~seq2seq.models.ensemble.Ensemble` whose tempered
+    distributions are mixed with its weights) read the same batch under teacher forcing, in
+    eval mode and without gradients, inside the student's training step.  With alpha = 0 it
+    is the base criterion exactly.  The logged ``loss`` stays the base's cross-entropy on the
+    references (comparable with any run); ``kd`` logs the KL term per target token.
+
+    Args:
+        base: the student's own :class:`SequenceCriterion` (label smoothing, coverage, KL).
+        teacher: an :class:`~seq2seq.models.encoder_decoder.EncoderDecoder` or an ensemble of
+            them, sharing the student's vocabularies (moved to the batch's device on first use).
+        weight: alpha in [0, 1].
+        temperature: T > 0.
+    """
+
+    def __init__(self, base: SequenceCriterion, teacher: nn.Module, weight: float, temperature: float = 1.0):
+        self.base, self.teacher, self.weight, self.temperature = base, teacher.eval(), weight, temperature
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.base.needs_attention
+
+    def count(self, batch) -> int:
+        return self.base.count(batch)
+
+    def kl_weight_at(self, step: int) -> float:
+        return self.base.kl_weight_at(step)
+
+    def teacher_log_probs(self, batch) -> Tensor:
+        """(batch, tgt_len, V) log q: the teachers' per-step distribution at temperature T."""
+        device = batch.src.device
+        if next(self.teacher.parameters()).device != device:
+            self.teacher.to(device)
+        members = list(getattr(self.teacher, "members", [self.teacher]))
+        with torch.no_grad():
+            log_q = torch.stack([F.log_softmax(m(batch).logits.float() / self.temperature, dim=-1) for m in members])
+            if len(members) == 1:
+                return log_q[0]
+            return torch.logsumexp(log_q + self.teacher.log_weights.view(-1, 1, 1, 1), dim=0)
+
+    def __call__(self, output, batch, step: int) -> LossTerms:
+        """Args: as :meth:`SequenceCriterion.__call__`."""
+        terms = self.base(output, batch, step)
+        if self.weight == 0:
+            return terms
+        mask = targets_of(batch) != self.base.pad_id
+        kd = distillation_kl(output.logits, self.teacher_log_probs(batch), mask, self.temperature)
+        objective = (1 - self.weight) * terms.objective + self.weight * kd
+        return LossTerms(objective, terms.loss, {**terms.stats, "kd": (float(kd.detach()), int(mask.sum()))})
 
 
 def regression_loss(pred: Tensor, target: Tensor, kind: str, quantiles: list[float], delta: float = 1.0) -> Tensor:

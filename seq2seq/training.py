@@ -621,6 +621,19 @@ class Trainer:
 # ---------------------------------------------------------------------- entry points
 
 
+def run_dir_problem(run_dir: Path, overwrite: bool) -> Optional[str]:
+    """Why a new run cannot be written into ``run_dir`` (a file, an existing run without
+    ``overwrite``, a folder that is not a run), or None."""
+    existing = run_dir.exists() and run_dir.is_dir() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
+    if run_dir.exists() and not run_dir.is_dir():
+        return f"{run_dir}: exists and is not a directory; choose another --run"
+    if existing and not overwrite:
+        return f"{run_dir}: run directory exists; pass --overwrite to replace it or --resume {run_dir} to continue it"
+    if existing and not (run_dir / "config.yaml").exists():
+        return f"{run_dir}: not a run directory (no config.yaml); refusing to delete it even with --overwrite"
+    return None
+
+
 def prepare_run_dir(run_dir: Path, overwrite: bool) -> RunLock:
     """Create ``run_dir`` and take its writer's lock; refuse to reuse a non-empty one
     unless ``overwrite`` (checked again under the lock, so two new runs into one
@@ -633,18 +646,9 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> RunLock:
         Seq2SeqError: the directory exists and is not empty, is not a run directory
             (with ``overwrite``), cannot be written, or another process writes it.
     """
-    def existing() -> bool:
-        return run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
-
     def check() -> None:
-        if run_dir.exists() and not run_dir.is_dir():
-            raise Seq2SeqError(f"{run_dir}: exists and is not a directory; choose another --run")
-        if existing() and not overwrite:
-            raise Seq2SeqError(f"{run_dir}: run directory exists; pass --overwrite to replace it or "
-                               f"--resume {run_dir} to continue it")
-        if existing() and not (run_dir / "config.yaml").exists():
-            raise Seq2SeqError(f"{run_dir}: not a run directory (no config.yaml); refusing to delete it "
-                               "even with --overwrite")
+        if problem := run_dir_problem(run_dir, overwrite):
+            raise Seq2SeqError(problem)
 
     check()
     try:

@@ -17,8 +17,8 @@ from pydantic import BaseModel
 from seq2seq.config.base import dump_config, read_yaml, validate_config
 from seq2seq.config.decoding import DecodeOptions, DecodingConfig
 from seq2seq.config.forecast import ForecastConfig, ForecastModelConfig
-from seq2seq.config.text import (Config, DataConfig, DecoderConfig, EncoderConfig, EvaluationConfig, ModelConfig,
-                                 TextTrainingConfig)
+from seq2seq.config.text import (Config, DataConfig, DecoderConfig, DistillationConfig, EncoderConfig,
+                                 EvaluationConfig, ModelConfig, TextTrainingConfig)
 from seq2seq.config.training import DistributedConfig, TeacherForcingConfig, TrainingConfig
 from seq2seq.errors import Seq2SeqError
 
@@ -65,7 +65,7 @@ def load_config(path: str | Path, overrides: Optional[list[str]] = None,
     return config_from_dict(raw, str(path), text, overrides, schema)
 
 
-__all__ = ["Config", "DataConfig", "DecodeOptions", "DistributedConfig", "DecoderConfig", "DecodingConfig", "EncoderConfig",
+__all__ = ["Config", "DataConfig", "DecodeOptions", "DistillationConfig", "DistributedConfig", "DecoderConfig", "DecodingConfig", "EncoderConfig",
            "EvaluationConfig", "ForecastConfig", "ForecastModelConfig", "ModelConfig", "SCHEMAS",
            "TeacherForcingConfig", "TextTrainingConfig", "TrainingConfig", "config_from_dict", "dump_config",
            "load_config"]

@@ -251,8 +251,47 @@ class EvaluationConfig(Section):
         ["accuracy", "wer", "per"], description="accuracy, wer, per (G2P definitions), bleu, chrf (sacrebleu)")
 
 
+class DistillationConfig(Section):
+    """Knowledge distillation: a student trained from teacher runs (one, or an ensemble
+    whose probabilities are mixed as in decoding).
+
+    Token level (Hinton et al. 2015; Kim & Rush 2016, eq. 4-5): with ``weight`` alpha > 0
+    the loss per target token is ``(1 - alpha) * CE(y, p_s) + alpha * T^2 * KL(q_T || p_s,T)``
+    where ``q_T`` is the teachers' distribution at temperature T under teacher forcing on
+    the same batch and ``p_s,T`` the student's.  Sequence level (Kim & Rush 2016, sec. 3.2):
+    with ``sequence_level`` the teachers first beam-decode the training sources
+    (``beam_size``, ``nbest`` hypotheses each) and the student trains on those targets,
+    beside the reference pairs when ``references`` (``seq2seq distill`` does the decoding).
+    A student uses its (first) teacher's vocabularies.
+    """
+
+    teachers: list[str] = Field(default_factory=list, description="teacher run directories (several: their "
+                                                                  "ensemble); [] = no distillation")
+    checkpoint: Literal["best", "last", "averaged"] = Field("best", description="the teachers' checkpoint")
+    weight: float = Field(0.5, ge=0, le=1, description="alpha of token-level KD: (1 - alpha) CE + alpha T^2 KL; "
+                                                       "0 = references only")
+    temperature: float = Field(1.0, gt=0, description="softmax temperature T of teacher and student in the KL term")
+    sequence_level: bool = Field(False, description="train on the teachers' beam outputs for the training sources "
+                                                    "(Kim & Rush 2016)")
+    beam_size: int = Field(5, ge=1, description="beam of the teachers' decoding (sequence level)")
+    nbest: int = Field(1, ge=1, description="teacher hypotheses kept per source (sequence level)")
+    references: bool = Field(True, description="keep the reference pairs beside the teachers' outputs "
+                                               "(sequence level)")
+    batch_size: int = Field(256, ge=1, description="sources per batch of the teachers' decoding (sequence level)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "DistillationConfig":
+        if self.nbest > self.beam_size:
+            raise ValueError(f"nbest ({self.nbest}) cannot exceed beam_size ({self.beam_size})")
+        if self.teachers and self.weight == 0 and not self.sequence_level:
+            raise ValueError("teachers are set but nothing is distilled: set weight > 0 (token level) "
+                             "and/or sequence_level: true")
+        return self
+
+
 class Config(Section):
-    """A whole text run: data, model, training, decoding, evaluation."""
+    """A whole text run: data, model, training, decoding, evaluation (and, for a
+    student, distillation)."""
 
     task: Literal["text"] = Field("text", description="the schema: text (tokens to tokens)")
     name: str = Field("run", description="run name; the default run directory is runs/<name>")
@@ -265,6 +304,8 @@ class Config(Section):
                                      description="decoding for validation, evaluate and predict (flags override)")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig,
                                          description="metrics computed at validation and by `seq2seq evaluate`")
+    distillation: DistillationConfig = Field(default_factory=DistillationConfig,
+                                             description="knowledge distillation from teacher runs (a student)")
 
     @model_validator(mode="after")
     def _check(self) -> "Config":
@@ -273,6 +314,10 @@ class Config(Section):
         if self.model.decoder.copy_attention and self.training.label_smoothing > 0:
             raise ValueError("label_smoothing is not defined over copy attention's per-sentence extended "
                              "vocabulary; set training.label_smoothing: 0 with model.decoder.copy_attention")
+        if self.distillation.teachers and self.distillation.weight > 0 and self.model.decoder.copy_attention:
+            raise ValueError("token-level distillation (distillation.weight > 0) compares distributions over "
+                             "the target vocabulary; copy attention extends it per sentence: set "
+                             "distillation.weight: 0 (sequence level only) or model.decoder.copy_attention: false")
         m = self.training.early_stopping_metric
         if m not in ("loss", "ppl") and m not in self.evaluation.metrics:
             raise ValueError(

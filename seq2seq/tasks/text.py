@@ -16,6 +16,7 @@ from seq2seq.criteria import SequenceCriterion
 from seq2seq.data.batching import Batch, BucketSampler
 from seq2seq.data.corpus import Corpus, Split
 from seq2seq.data.tsv import read_tsv, read_tsv_skipping
+from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation import evaluate_split, evaluation_split
 from seq2seq.metrics import HIGHER_IS_BETTER
 from seq2seq.models.encoder_decoder import EncoderDecoder, Seq2SeqOutput
@@ -59,12 +60,38 @@ class TextTask:
         The training split drops pairs over ``data.max_src_len`` / ``max_tgt_len``
         (``long_source`` policies); the validation split keeps every example.  A
         ``data.train`` directory written by ``seq2seq preprocess`` is memory-mapped
-        instead (its vocabularies are the run's).
+        instead (its vocabularies are the run's).  A student (``distillation.teachers``)
+        takes its first teacher's vocabularies and, with ``distillation.weight > 0``, the
+        token-level :class:`~seq2seq.criteria.DistillationCriterion` over its teachers.
 
         Raises:
             Seq2SeqError: unreadable or malformed files (naming file and line), a
-                preprocessed corpus built with other data settings.
+                preprocessed corpus built with other data settings, teachers that cannot
+                be loaded or whose data settings or vocabularies differ from the student's.
         """
+        from seq2seq.distill import is_teacher_targets, load_teachers
+
+        dist = config.distillation
+        if dist.sequence_level and not is_teacher_targets(config.data.train):
+            raise Seq2SeqError(f"distillation.sequence_level: data.train {config.data.train} is not the teachers' "
+                               "outputs; train the student with `seq2seq distill CONFIG` (it decodes data.train first)")
+        teacher = load_teachers(config) if dist.teachers and (run_dir is None or dist.weight > 0) else None
+        vocab_dir = run_dir
+        if vocab_dir is None and teacher is not None:            # a new student: its first teacher's vocabularies
+            vocab_dir = (teacher.members[0] if teacher.members else teacher).run_dir
+        task = cls._read(config, run_dir, vocab_dir)
+        if teacher is not None and dist.weight > 0:
+            from seq2seq.criteria import DistillationCriterion
+            from seq2seq.distill import check_vocabularies
+
+            check_vocabularies(teacher, task.corpus, where=f"run {run_dir}" if run_dir else "the student")
+            task.criterion = DistillationCriterion(task.criterion, teacher.model, dist.weight, dist.temperature)
+        return task
+
+    @classmethod
+    def _read(cls, config: Config, run_dir: Optional[Path], vocab_dir: Optional[Path]) -> "TextTask":
+        """The task's data, with the corpus of ``vocab_dir`` (a run) or, when None, one built
+        from the training data (see :meth:`for_training`)."""
         from seq2seq.data.mapped import is_mapped_corpus, open_mapped_corpus
 
         d = config.data
@@ -79,7 +106,7 @@ class TextTask:
             task.skipped = listed.read_bytes().decode("utf-8").splitlines() if listed.is_file() else []
             return task
         train_ex, skipped = read_tsv_skipping(d.train, d.max_bad_lines, autoencoder=d.autoencoder)
-        corpus = Corpus.load(d, run_dir, copy=copy) if run_dir else Corpus.from_config(d, train_ex, copy=copy)
+        corpus = Corpus.load(d, vocab_dir, copy=copy) if vocab_dir else Corpus.from_config(d, train_ex, copy=copy)
         train_split = corpus.split(train_ex, max_src_len=d.max_src_len, max_tgt_len=d.max_tgt_len,
                                    long_source=d.long_source, where=d.train)
         valid_split = evaluation_split(corpus, d, valid_ex, d.valid) if valid_ex else None

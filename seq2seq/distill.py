@@ -1,0 +1,202 @@
+"""Knowledge distillation: a student trained from teacher runs (one run, or an ensemble).
+
+- Sequence level (Kim & Rush 2016, sec. 3.2): the teachers beam-decode the training sources
+  (:func:`teacher_targets`, batched, resumable, written atomically beside the student's run)
+  and the student trains on those targets, alone or beside the references.
+- Token level (Hinton et al. 2015; Kim & Rush 2016, eq. 4-5; Sun et al. 2019 for G2P): the
+  loss mixes cross-entropy on the references with the KL divergence to the teachers'
+  per-step distribution under teacher forcing
+  (:class:`~seq2seq.criteria.DistillationCriterion`; the trainer does not know about it).
+
+Both are set in the config's ``distillation`` section (:class:`~seq2seq.config.DistillationConfig`);
+:func:`distill` (``seq2seq distill``) makes the teachers' targets when asked and then trains
+like ``seq2seq train``, so ``seq2seq train --resume STUDENT`` continues a student exactly.
+A student uses its first teacher's vocabularies (and sentencepiece models).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+from seq2seq.checkpoint import atomic_write_text
+from seq2seq.errors import Seq2SeqError
+
+CHUNK = 4096                    # sources per part file of the teachers' decoding (the unit of resumption)
+TOKENIZATION_KEYS = ("src_tokenizer", "tgt_tokenizer", "lowercase", "autoencoder")
+
+
+def load_teachers(config):
+    """The teachers of ``config.distillation`` as one :class:`~seq2seq.api.Seq2Seq` (an
+    ensemble when there are several), on ``config.training.device``.
+
+    Raises:
+        Seq2SeqError: a teacher that is not a text run directory, a missing checkpoint,
+            teachers that cannot form an ensemble (naming the first difference), or a teacher
+            whose tokenization differs from ``config.data`` (naming the key).
+    """
+    from seq2seq.api import Seq2Seq
+
+    d = config.distillation
+    paths = d.teachers[0] if len(d.teachers) == 1 else d.teachers
+    teacher = Seq2Seq.load(paths, checkpoint=d.checkpoint, device=config.training.device)
+    first = teacher.members[0] if teacher.members else teacher
+    for key in TOKENIZATION_KEYS:
+        ours, theirs = getattr(config.data, key), getattr(first.config.data, key)
+        if ours != theirs:
+            raise Seq2SeqError(f"distillation.teachers[0] {first.run_dir}: its data.{key} is {theirs!r}, this "
+                               f"config's is {ours!r}; a student reads its data as its teacher does")
+    uses_pieces = "sentencepiece" in (config.data.src_tokenizer, config.data.tgt_tokenizer)
+    if uses_pieces and config.data.sentencepiece.joint != first.config.data.sentencepiece.joint:
+        raise Seq2SeqError(f"distillation.teachers[0] {first.run_dir}: data.sentencepiece.joint differs; a student "
+                           "uses its teacher's sentencepiece model(s)")
+    return teacher
+
+
+def check_vocabularies(teacher, corpus, where: str = "the student") -> None:
+    """Token-level distillation compares distributions id by id: every teacher must share the
+    student's target vocabulary and (reading the student's batches) its source vocabulary.
+
+    Raises:
+        Seq2SeqError: naming the teacher, the side and the first id that differs.
+    """
+    for member in teacher.members or [teacher]:
+        for side, ours, theirs in (("target", corpus.tgt_vocab.itos, member.corpus.tgt_vocab.itos),
+                                   ("source", corpus.src_vocab.itos, member.corpus.src_vocab.itos)):
+            if ours == theirs:
+                continue
+            at = next((i for i, (x, y) in enumerate(zip(ours, theirs)) if x != y), min(len(ours), len(theirs)))
+            raise Seq2SeqError(
+                f"distillation teacher {member.run_dir}: its {side} vocabulary differs from {where}'s at id {at} "
+                f"({len(theirs)} vs {len(ours)} tokens); token-level distillation needs one vocabulary "
+                "(a new student takes its first teacher's; set distillation.weight: 0 for sequence level only)")
+
+
+def teacher_targets_path(run_dir: Path) -> Path:
+    """Where the teachers' outputs for a student in ``run_dir`` go: ``RUN.teacher.tsv``, beside it."""
+    return run_dir.parent / f"{run_dir.name}.teacher.tsv"
+
+
+def _fingerprint(config, train: Path) -> dict:
+    """What the teachers' outputs depend on; a mismatch makes old parts unusable."""
+    d = config.distillation
+    stat = train.stat()
+    return {"teachers": [str(Path(t).resolve()) for t in d.teachers], "checkpoint": d.checkpoint,
+            "beam_size": d.beam_size, "nbest": d.nbest, "references": d.references,
+            "train": str(train.resolve()), "train_bytes": stat.st_size,
+            "train_sha1": hashlib.sha1(train.read_bytes()).hexdigest()}
+
+
+def teacher_targets(config, out: Path, teacher=None) -> Path:
+    """The teachers' beam outputs for the sources of ``config.data.train``, as a training TSV.
+
+    Decodes ``distillation.batch_size`` sources per batch (beam ``beam_size``, the ``nbest``
+    best hypotheses of each source) in parts of :data:`CHUNK` sources, each written
+    atomically to ``OUT.parts/``; a decoding that stops (killed, out of time) continues from
+    the parts already written when called again with the same settings.  At the end ``OUT``
+    (``source<TAB>target``: the reference pairs first when ``references``, then the teachers'
+    pairs not already among them) and ``OUT.json`` (what it was made from) are written
+    atomically and the parts removed.
+
+    Args:
+        config: the student's config (``data.train``, ``data.max_bad_lines``, ``distillation``).
+        out: the TSV to write.
+        teacher: the loaded teachers (default :func:`load_teachers`).
+
+    Returns:
+        ``out``.
+
+    Raises:
+        Seq2SeqError: unreadable training data (naming file and line), a teacher that
+            cannot be loaded.
+    """
+    from seq2seq.data.tsv import read_tsv_skipping
+
+    d, train = config.distillation, Path(config.data.train)
+    if not train.is_file():
+        raise Seq2SeqError(f"data.train {train}: sequence-level distillation decodes a TSV file's sources "
+                           "(not a preprocessed directory)")
+    meta = _fingerprint(config, train)
+    done = out.with_name(out.name + ".json")
+    if out.is_file() and done.is_file() and json.loads(done.read_text(encoding="utf-8")) == meta:
+        print(f"[distill] reusing the teachers' outputs in {out}", file=sys.stderr)
+        return out
+    examples, _ = read_tsv_skipping(train, config.data.max_bad_lines, autoencoder=config.data.autoencoder)
+    parts = out.with_name(out.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    stamp = parts / "settings.json"
+    if stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) != meta:
+        shutil.rmtree(parts)                           # made with other teachers, beam or data: start over
+        parts.mkdir(parents=True)
+    atomic_write_text(stamp, json.dumps(meta, indent=1))
+    teacher = teacher or load_teachers(config)
+    sources = [e.source for e in examples]
+    for start in range(0, len(sources), CHUNK):
+        part = parts / f"{start // CHUNK:06d}.tsv"
+        if part.is_file():
+            continue
+        chunk = sources[start:start + CHUNK]
+        nbest = teacher.predict(chunk, batch_size=d.batch_size, beam=d.beam_size, nbest=d.nbest, with_scores=True)
+        lines = [f"{s}\t{h.text}\n" for s, hyps in zip(chunk, nbest) for h in hyps if h.text.strip()]
+        atomic_write_text(part, "".join(lines))
+        print(f"[distill] teachers decoded {min(start + CHUNK, len(sources)):,}/{len(sources):,} sources "
+              f"(beam {d.beam_size}, {d.nbest}-best)", file=sys.stderr)
+    pairs: dict[str, None] = {}                         # ordered and without repeats
+    if d.references:
+        pairs.update((f"{e.source}\t{e.references[0]}\n", None) for e in examples)
+    for part in sorted(parts.glob("[0-9]*.tsv")):
+        pairs.update((line, None) for line in part.read_text(encoding="utf-8").splitlines(keepends=True))
+    atomic_write_text(out, "".join(pairs))
+    atomic_write_text(done, json.dumps(meta, indent=1))
+    shutil.rmtree(parts)
+    print(f"[distill] {len(pairs):,} training pairs in {out}", file=sys.stderr)
+    return out
+
+
+def distill(config, run_dir: str | Path, overwrite: bool = False) -> Path:
+    """Train the student ``config`` describes (its ``distillation.teachers`` set) into ``run_dir``.
+
+    With ``distillation.sequence_level`` the teachers first decode the training sources
+    (:func:`teacher_targets`, into ``RUN.teacher.tsv`` beside the run) and the student's
+    ``data.train`` becomes that file (the resolved ``config.yaml`` says so, so a resume
+    trains on the same pairs); with ``distillation.weight > 0`` the loss adds the token-level
+    KL term (:class:`~seq2seq.criteria.DistillationCriterion`).  Otherwise this is
+    :func:`seq2seq.training.train`.
+
+    Raises:
+        Seq2SeqError: no teachers, an existing run directory (before any decoding), a teacher
+            that cannot be loaded or does not share the student's data settings or
+            vocabularies, everything :func:`~seq2seq.training.train` raises.
+    """
+    from seq2seq.training import run_dir_problem, train
+
+    run_dir = Path(run_dir)
+    d = config.distillation
+    if getattr(config, "task", "text") != "text":
+        raise Seq2SeqError("distillation applies to text runs (task: text)")
+    if not d.teachers:
+        raise Seq2SeqError("distillation.teachers is empty: name the teacher run(s) (seq2seq distill CONFIG "
+                           "--teacher RUN [RUN ...])")
+    if problem := run_dir_problem(run_dir, overwrite):
+        raise Seq2SeqError(problem)
+    if d.sequence_level:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise Seq2SeqError("sequence-level distillation decodes the training sources in one process: run "
+                               "`seq2seq distill` without torchrun")
+        out = teacher_targets(config, teacher_targets_path(run_dir))
+        config = config.model_copy(update={"data": config.data.model_copy(update={"train": str(out)})})
+    return train(config, run_dir, overwrite=overwrite)
+
+
+def is_teacher_targets(path: str | Path) -> bool:
+    """Whether ``path`` is a TSV :func:`teacher_targets` completed (its ``.json`` beside it)."""
+    path = Path(path)
+    return path.is_file() and path.with_name(path.name + ".json").is_file()
+
+
+__all__ = ["distill", "teacher_targets", "load_teachers", "check_vocabularies"]
