@@ -26,8 +26,7 @@ from seq2seq.export.manifest import is_export, read_manifest
 from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.models.ensemble import Ensemble, EnsembleDataset
 from seq2seq.search import decode_dataset
-from seq2seq.tasks import resolve_device
-from seq2seq.tasks.text import TextTask
+from seq2seq.device import resolve_device
 
 
 @dataclass
@@ -97,7 +96,7 @@ class Seq2Seq:
             raise Seq2SeqError(f"{run_dir}: not a run directory (no config.yaml)")
         config = load_config(run_dir / "config.yaml", schema=Config)
         corpus = Corpus.load(config.data, run_dir, copy=config.model.decoder.copy_attention)
-        model = TextTask(config, corpus).build_model()
+        model = EncoderDecoder.from_config(config.model, len(corpus.src_vocab), len(corpus.tgt_vocab))
         load_model_weights(model, run_dir, checkpoint)
         dev = resolve_device(device)
         return cls(config, corpus, model.to(dev).eval(), dev, run_dir=run_dir)

@@ -22,59 +22,12 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Optional
 
 from seq2seq.checkpoint import atomic_write_text
 from seq2seq.errors import Seq2SeqError
+from seq2seq.teachers import load_teachers, targets_record
 
 CHUNK = 4096                    # sources per part file of the teachers' decoding (the unit of resumption)
-TOKENIZATION_KEYS = ("src_tokenizer", "tgt_tokenizer", "lowercase", "autoencoder")
-
-
-def load_teachers(config):
-    """The teachers of ``config.distillation`` as one :class:`~seq2seq.api.Seq2Seq` (an
-    ensemble when there are several), on ``config.training.device``.
-
-    Raises:
-        Seq2SeqError: a teacher that is not a text run directory, a missing checkpoint,
-            teachers that cannot form an ensemble (naming the first difference), or a teacher
-            whose tokenization differs from ``config.data`` (naming the key).
-    """
-    from seq2seq.api import Seq2Seq
-
-    d = config.distillation
-    paths = d.teachers[0] if len(d.teachers) == 1 else d.teachers
-    teacher = Seq2Seq.load(paths, checkpoint=d.checkpoint, device=config.training.device)
-    first = teacher.members[0] if teacher.members else teacher
-    for key in TOKENIZATION_KEYS:
-        ours, theirs = getattr(config.data, key), getattr(first.config.data, key)
-        if ours != theirs:
-            raise Seq2SeqError(f"distillation.teachers[0] {first.run_dir}: its data.{key} is {theirs!r}, this "
-                               f"config's is {ours!r}; a student reads its data as its teacher does")
-    uses_pieces = "sentencepiece" in (config.data.src_tokenizer, config.data.tgt_tokenizer)
-    if uses_pieces and config.data.sentencepiece.joint != first.config.data.sentencepiece.joint:
-        raise Seq2SeqError(f"distillation.teachers[0] {first.run_dir}: data.sentencepiece.joint differs; a student "
-                           "uses its teacher's sentencepiece model(s)")
-    return teacher
-
-
-def check_vocabularies(teacher, corpus, where: str = "the student") -> None:
-    """Token-level distillation compares distributions id by id: every teacher must share the
-    student's target vocabulary and (reading the student's batches) its source vocabulary.
-
-    Raises:
-        Seq2SeqError: naming the teacher, the side and the first id that differs.
-    """
-    for member in teacher.members or [teacher]:
-        for side, ours, theirs in (("target", corpus.tgt_vocab.itos, member.corpus.tgt_vocab.itos),
-                                   ("source", corpus.src_vocab.itos, member.corpus.src_vocab.itos)):
-            if ours == theirs:
-                continue
-            at = next((i for i, (x, y) in enumerate(zip(ours, theirs)) if x != y), min(len(ours), len(theirs)))
-            raise Seq2SeqError(
-                f"distillation teacher {member.run_dir}: its {side} vocabulary differs from {where}'s at id {at} "
-                f"({len(theirs)} vs {len(ours)} tokens); token-level distillation needs one vocabulary "
-                "(a new student takes its first teacher's; set distillation.weight: 0 for sequence level only)")
 
 
 def teacher_targets_path(run_dir: Path) -> Path:
@@ -122,7 +75,7 @@ def teacher_targets(config, out: Path, teacher=None) -> Path:
         raise Seq2SeqError(f"data.train {train}: sequence-level distillation decodes a TSV file's sources "
                            "(not a preprocessed directory)")
     meta = _fingerprint(config, train)
-    done = out.with_name(out.name + ".json")
+    done = targets_record(out)
     if out.is_file() and done.is_file() and json.loads(done.read_text(encoding="utf-8")) == meta:
         print(f"[distill] reusing the teachers' outputs in {out}", file=sys.stderr)
         return out
@@ -193,10 +146,4 @@ def distill(config, run_dir: str | Path, overwrite: bool = False) -> Path:
     return train(config, run_dir, overwrite=overwrite)
 
 
-def is_teacher_targets(path: str | Path) -> bool:
-    """Whether ``path`` is a TSV :func:`teacher_targets` completed (its ``.json`` beside it)."""
-    path = Path(path)
-    return path.is_file() and path.with_name(path.name + ".json").is_file()
-
-
-__all__ = ["distill", "teacher_targets", "load_teachers", "check_vocabularies"]
+__all__ = ["distill", "teacher_targets", "teacher_targets_path"]

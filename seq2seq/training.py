@@ -56,7 +56,8 @@ from seq2seq.loggers import MetricsLog, build_loggers
 from seq2seq.modules import num_parameters
 from seq2seq.run_lock import LOCK_NAME, RunLock
 from seq2seq.scheduled_sampling import teacher_forcing_probability
-from seq2seq.tasks import build_task, resolve_device
+from seq2seq.device import resolve_device
+from seq2seq.tasks import build_task
 
 
 def build_optimizer(cfg, params) -> torch.optim.Optimizer:

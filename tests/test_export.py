@@ -187,8 +187,8 @@ def test_an_exported_directory_is_served(exported):
 
 @pytest.mark.parametrize("variant", ["gru_luong_general", "lstm_input_feeding_2_layers", "concat_coverage"])
 def test_the_readme_greedy_loop_in_plain_onnxruntime_matches(exported, variant):
-    """The README's "another runtime" block, run as written: numpy + onnxruntime alone."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    """The export guide's "another runtime" block, run as written: numpy + onnxruntime alone."""
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "how-to" / "onnx.md").read_text(encoding="utf-8")
     block = readme.split("Greedy search with onnxruntime alone", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     scope: dict = {}
     exec(block, scope)

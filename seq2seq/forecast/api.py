@@ -24,7 +24,7 @@ from seq2seq.forecast.evaluation import load_data, score_windows
 from seq2seq.forecast.series import Scaler, Series, calendar_features, future_times, read_series_csv, series_from_frame
 from seq2seq.forecast.metrics import forecast_metrics
 from seq2seq.forecast.model import ForecastModel
-from seq2seq.tasks import resolve_device
+from seq2seq.device import resolve_device
 
 
 class Forecaster:

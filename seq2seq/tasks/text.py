@@ -69,7 +69,7 @@ class TextTask:
                 preprocessed corpus built with other data settings, teachers that cannot
                 be loaded or whose data settings or vocabularies differ from the student's.
         """
-        from seq2seq.distill import is_teacher_targets, load_teachers
+        from seq2seq.teachers import is_teacher_targets, load_teachers
 
         dist = config.distillation
         if dist.sequence_level and not is_teacher_targets(config.data.train):
@@ -82,7 +82,7 @@ class TextTask:
         task = cls._read(config, run_dir, vocab_dir)
         if teacher is not None and dist.weight > 0:
             from seq2seq.criteria import DistillationCriterion
-            from seq2seq.distill import check_vocabularies
+            from seq2seq.teachers import check_vocabularies
 
             check_vocabularies(teacher, task.corpus, where=f"run {run_dir}" if run_dir else "the student")
             task.criterion = DistillationCriterion(task.criterion, teacher.model, dist.weight, dist.temperature)
