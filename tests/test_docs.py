@@ -12,7 +12,8 @@ Examples that claim an output are fenced blocks of two kinds:
   ``pycon`` blocks.
 
 Plain ``bash`` / ``python`` blocks show commands without claiming what they print (long
-trainings, servers); they are not run here.
+trainings, servers); they are not run here, but every ``seq2seq train|distill CONFIG --set ...``
+line in them must name a config and keys that validate.
 """
 
 from __future__ import annotations
@@ -196,3 +197,36 @@ def test_the_site_builds_strictly_and_its_config_page_follows_the_schema(tmp_pat
     html = (tmp_path / "site" / "reference" / "config" / "index.html").read_text(encoding="utf-8")
     assert new in html and old not in html
     assert "seq2seq.api.Seq2Seq" in (tmp_path / "site" / "reference" / "api" / "index.html").read_text()
+
+
+def _shown_trainings() -> list[tuple[str, str, list[str]]]:
+    """(where, config, overrides) of every one-line ``seq2seq train|distill CONFIG ... --set ...``
+    in the docs' plain ``bash`` blocks (the tutorials' runs take minutes; their configs and keys
+    are checked here, their outputs are a dated measurement on the page)."""
+    import shlex
+
+    found = []
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        for block in re.finditer(r"^```bash\n(.*?)^```", text, re.M | re.S):
+            first = text.count("\n", 0, block.start()) + 2
+            for offset, line in enumerate(block.group(1).splitlines()):
+                one_line = line.startswith("seq2seq ") and not line.rstrip().endswith("\\")
+                words = shlex.split(line, comments=True) if one_line else []
+                if len(words) > 2 and words[1] in ("train", "distill") and words[2].endswith(".yaml"):
+                    sets = words[words.index("--set") + 1:] if "--set" in words else []
+                    sets = [w for w in sets if "=" in w and not w.startswith("-")]
+                    found.append((f"{page.relative_to(ROOT)}:{first + offset}", words[2], sets))
+    return found
+
+
+def test_the_trainings_the_docs_show_name_real_configs_and_keys():
+    from seq2seq.config import load_config
+
+    shown = _shown_trainings()
+    assert len(shown) >= 6 and any("tutorials/" in where for where, _, _ in shown)
+    for where, config, overrides in shown:
+        try:
+            load_config(ROOT / config, overrides)
+        except Exception as e:                      # noqa: BLE001 - the message names the page's line
+            pytest.fail(f"{where}: `seq2seq ... {config} --set {' '.join(overrides)}` does not validate: {e}")
