@@ -128,10 +128,10 @@ def distill(config, run_dir: str | Path, overwrite: bool = False) -> Path:
     """
     from seq2seq.training import run_dir_problem, train
 
-    run_dir = Path(run_dir)
-    d = config.distillation
     if getattr(config, "task", "text") != "text":
         raise Seq2SeqError("distillation applies to text runs (task: text)")
+    run_dir = Path(run_dir)
+    d = config.distillation
     if not d.teachers:
         raise Seq2SeqError("distillation.teachers is empty: name the teacher run(s) (seq2seq distill CONFIG "
                            "--teacher RUN [RUN ...])")

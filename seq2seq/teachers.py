@@ -11,9 +11,39 @@ from seq2seq.errors import Seq2SeqError
 TOKENIZATION_KEYS = ("src_tokenizer", "tgt_tokenizer", "lowercase", "autoencoder")
 
 
+def check_teacher_data(config) -> Path:
+    """Check that the first teacher reads its data as ``config.data`` says (a student takes that
+    teacher's vocabularies and sentencepiece models), from the teacher's ``config.yaml`` alone.
+
+    Returns:
+        The first teacher's run directory (where the student's vocabularies come from).
+
+    Raises:
+        Seq2SeqError: the first teacher is not a run directory, or its tokenization differs
+            (naming the key).
+    """
+    from seq2seq.config import Config, load_config
+
+    first = Path(config.distillation.teachers[0])
+    if not (first / "config.yaml").is_file():
+        raise Seq2SeqError(f"distillation.teachers[0] {first}: not a run directory (no config.yaml)")
+    theirs = load_config(first / "config.yaml", schema=Config).data
+    for key in TOKENIZATION_KEYS:
+        if getattr(config.data, key) != getattr(theirs, key):
+            raise Seq2SeqError(f"distillation.teachers[0] {first}: its data.{key} is {getattr(theirs, key)!r}, "
+                               f"this config's is {getattr(config.data, key)!r}; a student reads its data as its "
+                               "teacher does")
+    uses_pieces = "sentencepiece" in (config.data.src_tokenizer, config.data.tgt_tokenizer)
+    if uses_pieces and config.data.sentencepiece.joint != theirs.sentencepiece.joint:
+        raise Seq2SeqError(f"distillation.teachers[0] {first}: data.sentencepiece.joint differs; a student "
+                           "uses its teacher's sentencepiece model(s)")
+    return first
+
+
 def load_teachers(config):
     """The teachers of ``config.distillation`` as one :class:`~seq2seq.api.Seq2Seq` (an
-    ensemble when there are several), on ``config.training.device``.
+    ensemble when there are several), on ``config.training.device``, after
+    :func:`check_teacher_data`.
 
     Raises:
         Seq2SeqError: a teacher that is not a text run directory, a missing checkpoint,
@@ -22,20 +52,10 @@ def load_teachers(config):
     """
     from seq2seq.api import Seq2Seq
 
+    check_teacher_data(config)
     d = config.distillation
     paths = d.teachers[0] if len(d.teachers) == 1 else d.teachers
-    teacher = Seq2Seq.load(paths, checkpoint=d.checkpoint, device=config.training.device)
-    first = teacher.members[0] if teacher.members else teacher
-    for key in TOKENIZATION_KEYS:
-        ours, theirs = getattr(config.data, key), getattr(first.config.data, key)
-        if ours != theirs:
-            raise Seq2SeqError(f"distillation.teachers[0] {first.run_dir}: its data.{key} is {theirs!r}, this "
-                               f"config's is {ours!r}; a student reads its data as its teacher does")
-    uses_pieces = "sentencepiece" in (config.data.src_tokenizer, config.data.tgt_tokenizer)
-    if uses_pieces and config.data.sentencepiece.joint != first.config.data.sentencepiece.joint:
-        raise Seq2SeqError(f"distillation.teachers[0] {first.run_dir}: data.sentencepiece.joint differs; a student "
-                           "uses its teacher's sentencepiece model(s)")
-    return teacher
+    return Seq2Seq.load(paths, checkpoint=d.checkpoint, device=config.training.device)
 
 
 def check_vocabularies(teacher, corpus, where: str = "the student") -> None:
@@ -69,4 +89,4 @@ def is_teacher_targets(path: str | Path) -> bool:
     return path.is_file() and targets_record(path).is_file()
 
 
-__all__ = ["load_teachers", "check_vocabularies", "is_teacher_targets", "targets_record"]
+__all__ = ["check_teacher_data", "load_teachers", "check_vocabularies", "is_teacher_targets", "targets_record"]

@@ -186,7 +186,7 @@ def test_the_teachers_outputs_are_resumable_nbest_and_reused(word_pairs_teacher,
     monkeypatch.setattr(distill_module, "load_teachers", real)
     teacher_targets(config, out)
     lines = out.read_text().splitlines()
-    references = [line for line in WORD_PAIRS.read_text().splitlines()]
+    references = WORD_PAIRS.read_text().splitlines()
     assert lines[:48] == references and "marker\tkept" in lines
     assert len(lines) == len(set(lines)) and not parts.exists() and (tmp_path / "student.teacher.tsv.json").is_file()
     second_best = [line for line in lines[48:] if line != "marker\tkept"]

@@ -170,8 +170,8 @@ def read_yaml(path: str | Path) -> tuple[Any, str]:
         Seq2SeqError: missing or unreadable file, YAML syntax error (with its line).
     """
     path = Path(path)
-    if not path.exists() and builtin_config(path) is not None:
-        path = builtin_config(path)
+    if not path.exists():
+        path = builtin_config(path) or path
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

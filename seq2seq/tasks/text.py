@@ -69,21 +69,21 @@ class TextTask:
                 preprocessed corpus built with other data settings, teachers that cannot
                 be loaded or whose data settings or vocabularies differ from the student's.
         """
-        from seq2seq.teachers import is_teacher_targets, load_teachers
+        from seq2seq.teachers import check_teacher_data, is_teacher_targets
 
         dist = config.distillation
         if dist.sequence_level and not is_teacher_targets(config.data.train):
             raise Seq2SeqError(f"distillation.sequence_level: data.train {config.data.train} is not the teachers' "
                                "outputs; train the student with `seq2seq distill CONFIG` (it decodes data.train first)")
-        teacher = load_teachers(config) if dist.teachers and (run_dir is None or dist.weight > 0) else None
         vocab_dir = run_dir
-        if vocab_dir is None and teacher is not None:            # a new student: its first teacher's vocabularies
-            vocab_dir = (teacher.members[0] if teacher.members else teacher).run_dir
+        if vocab_dir is None and dist.teachers:                  # a new student: its first teacher's vocabularies
+            vocab_dir = check_teacher_data(config)
         task = cls._read(config, run_dir, vocab_dir)
-        if teacher is not None and dist.weight > 0:
+        if dist.teachers and dist.weight > 0:                    # only the token level needs the teachers' weights
             from seq2seq.criteria import DistillationCriterion
-            from seq2seq.teachers import check_vocabularies
+            from seq2seq.teachers import check_vocabularies, load_teachers
 
+            teacher = load_teachers(config)
             check_vocabularies(teacher, task.corpus, where=f"run {run_dir}" if run_dir else "the student")
             task.criterion = DistillationCriterion(task.criterion, teacher.model, dist.weight, dist.temperature)
         return task
