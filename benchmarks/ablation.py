@@ -38,6 +38,7 @@ from seq2seq.training import train  # noqa: E402
 
 CONFIGS = HERE.parent / "configs"
 DEFAULT = CONFIGS / "g2p_cmudict.yaml"
+RECIPE = CONFIGS / "g2p_g014b2b_large.yaml"
 ROWS: dict[str, tuple[Path, list[str]]] = {
     "sutskever2014": (CONFIGS / "presets" / "sutskever2014.yaml", []),
     "cho2014": (CONFIGS / "presets" / "cho2014.yaml", []),
@@ -58,16 +59,25 @@ ROWS: dict[str, tuple[Path, list[str]]] = {
                                                 "model.encoder.layers=2", "model.decoder.layers=2",
                                                 "model.encoder.dropout=0.1", "model.decoder.dropout=0.1",
                                                 "training.scheduler=inverse_sqrt", "training.warmup_steps=500"]),
+    # the candidates for the standard-split recipe (configs/g2p_g014b2b_large.yaml), one change each
+    "recipe": (RECIPE, []),
+    "recipe, bf16": (RECIPE, ["training.precision=bf16"]),
+    "recipe, batch 128": (RECIPE, ["training.batch_size=128", "training.learning_rate=0.003"]),
+    "recipe, 2-layer encoder": (RECIPE, ["model.encoder.layers=2"]),
+    "recipe, encoder 384": (RECIPE, ["model.encoder.hidden_size=384"]),
+    "recipe, dropout 0.2": (RECIPE, ["model.encoder.dropout=0.2", "model.decoder.dropout=0.2"]),
+    "recipe, no label smoothing": (RECIPE, ["training.label_smoothing=0.0"]),
+    "recipe, plateau schedule": (RECIPE, ["training.scheduler=plateau", "training.plateau_patience=3"]),
 }
 
 
-def run_row(name: str, minutes: float, workdir: Path, paths: dict) -> dict:
-    """Train one row for ``minutes`` and score it greedily on the test words."""
+def run_row(name: str, minutes: float, workdir: Path, paths: dict, threads: int = 2) -> dict:
+    """Train one row for ``minutes`` on ``threads`` threads and score it greedily on the test words."""
     path, overrides = ROWS[name]
     config = load_config(path, overrides + [
         f"data.train={paths['train']}", f"data.valid={paths['valid']}", f"data.test={paths['test']}",
         f"training.max_minutes={minutes}", "training.max_steps=null", "training.max_epochs=null",
-        "training.progress_bar=false", "training.validate_every=1000", "training.num_threads=2",
+        "training.progress_bar=false", "training.validate_every=1000", f"training.num_threads={threads}",
         "decoding.strategy=greedy"])
     run = workdir / name.replace(" ", "_").replace(",", "").replace("+", "plus")
     start = time.perf_counter()
@@ -76,11 +86,12 @@ def run_row(name: str, minutes: float, workdir: Path, paths: dict) -> dict:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     speeds = [r["tokens_per_s"] for r in records if r.get("split") == "train"]
     steps = max(r["step"] for r in records)
+    curve = [[r["step"], r["wer"]] for r in records if r.get("split") == "valid" and "wer" in r]
     model = Seq2Seq.load(run)
     scores = model.evaluate(str(paths["test"]), metrics=["wer", "per"])
     return {"wer": scores["wer"], "per": scores["per"], "params": num_parameters(model.model),
             "tokens_per_s": sum(speeds) / len(speeds) if speeds else None, "steps": steps,
-            "train_seconds": round(seconds, 1), "run": str(run)}
+            "train_seconds": round(seconds, 1), "run": str(run), "valid_wer": curve}
 
 
 def main(argv=None) -> None:
@@ -89,22 +100,24 @@ def main(argv=None) -> None:
     p.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="NAME")
     p.add_argument("--list", action="store_true", help="print the row names and exit")
     p.add_argument("--workdir", default="runs/ablation")
+    p.add_argument("--threads", type=int, default=2, help="torch threads per row (two one-thread "
+                   "processes with different --rows use both cores of this machine)")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     if args.list:
         print("\n".join(ROWS))
         return
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     workdir = Path(args.workdir)
     paths = prepare(workdir / "data")
     results = {}
     for name in args.rows:
-        results[name] = run_row(name, args.minutes, workdir, paths)
+        results[name] = run_row(name, args.minutes, workdir, paths, args.threads)
         print(f"[ablation] {name}: {results[name]}", file=sys.stderr, flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps({"minutes": args.minutes, "rows": results}, indent=1) + "\n")
     print(f"\nG2P ablation: g014b2b test (12,000 words), greedy, {args.minutes:g} min of training per row "
-          "(2 threads, validation included)")
+          f"({args.threads} threads, validation included)")
     print(f"| {'model':30s} | {'WER %':>6s} | {'PER %':>6s} | {'params':>9s} | {'train tok/s':>11s} | {'updates':>7s} |")
     print(f"|{'-' * 32}|{'-' * 8}|{'-' * 8}|{'-' * 11}|{'-' * 13}|{'-' * 9}|")
     for name, r in results.items():

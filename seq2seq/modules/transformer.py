@@ -1,18 +1,23 @@
 """Transformer encoder and decoder (Vaswani et al. 2017) on torch.nn layers, with the
 same interfaces as the recurrent ones, so the two families swap by a config line.
 
+- :class:`MultiHeadAttention`: scaled dot-product attention per head (sec. 3.2) through
+  ``torch.nn.functional.scaled_dot_product_attention`` (a fused kernel), written out
+  only where the weights themselves are wanted (the last decoder layer's
+  cross-attention, returned like the RNN decoder's attention).  Its parameters carry
+  ``nn.MultiheadAttention``'s names, so checkpoints of either load.
 - :class:`TransformerEncoder`: token embedding (scaled by sqrt(d), sec. 3.4) plus
-  sinusoidal positions (sec. 3.5), then ``nn.TransformerEncoderLayer`` blocks
-  (pre-norm: layer norm before each sub-layer, which trains stably without
-  warm-up on small data; Xiong et al. 2020).  Its :class:`EncoderOutput` has
-  ``final`` = the mean of the states over real positions, so a recurrent decoder's
-  bridge can start from it.
-- :class:`TransformerDecoder`: masked self-attention, cross-attention over the
-  encoder states and a feed-forward block per layer (sec. 3.1), written with
-  ``nn.MultiheadAttention`` so the cross-attention weights (averaged over heads,
-  last layer) can be returned like the RNN decoder's attention.  ``step`` re-runs
-  the decoder over the prefix (no key/value cache): O(t^2) per sentence, fine for
-  the short outputs of G2P and word-level tasks.
+  sinusoidal positions (sec. 3.5), then pre-norm blocks (layer norm before each
+  sub-layer, which trains stably on small data; Xiong et al. 2020).  Its
+  :class:`EncoderOutput` has ``final`` = the mean of the states over real positions,
+  so a recurrent decoder's bridge can start from it.
+- :class:`TransformerDecoder`: masked self-attention, cross-attention over the encoder
+  states and a feed-forward block per layer (sec. 3.1).  Search decodes it
+  incrementally: each step appends one position's self-attention keys and values to
+  the state (:class:`TransformerState`) and attends over them, so a step costs O(t)
+  and a sentence O(t^2) attention work but O(t) products, not O(t^2); the
+  cross-attention keys and values are projected once per source
+  (:class:`TransformerMemory`) and shared by all hypotheses of that source.
 
 Padding: source padding is masked out of every attention; the causal mask keeps
 each target position from seeing later ones, so target padding (always at the
@@ -26,23 +31,28 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seq2seq.modules.encoders import EncoderOutput
 
 
-def sinusoidal_positions(length: int, size: int, device=None) -> Tensor:
+def sinusoidal_positions(positions: Tensor, size: int) -> Tensor:
     """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...) (Vaswani et al. 2017, sec. 3.5).
 
+    Args:
+        positions: (length,) positions (any integer or float dtype).
+        size: d, the encoding width.
+
     Returns:
-        (length, size).
+        (length, size) float32; the same values for a position whether it comes alone
+        (an incremental step) or inside a whole sequence.
     """
-    pos = torch.arange(length, dtype=torch.float, device=device).unsqueeze(1)
-    rate = torch.exp(torch.arange(0, size, 2, dtype=torch.float, device=device) * (-math.log(10000.0) / size))
-    pe = torch.zeros(length, size, device=device)
-    pe[:, 0::2] = torch.sin(pos * rate)
-    pe[:, 1::2] = torch.cos(pos * rate)[:, :size // 2]
-    return pe
+    pos = positions.float().unsqueeze(1)
+    rate = torch.exp(torch.arange(0, size, 2, dtype=torch.float, device=positions.device)
+                     * (-math.log(10000.0) / size))
+    angles = pos * rate                                                 # (length, ceil(size / 2))
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)[:, :size]
 
 
 class _Embed(nn.Module):
@@ -61,13 +71,100 @@ class _Embed(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.d_model = d_model
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        """tokens: (batch, len) -> (batch, len, d_model)."""
+    def forward(self, tokens: Tensor, offset: int | Tensor = 0) -> Tensor:
+        """tokens: (batch, len) at positions offset ... offset + len - 1 -> (batch, len, d_model)."""
         x = self.embedding(tokens)
         if self.proj is not None:
             x = self.proj(x)
-        x = x * self.scale + sinusoidal_positions(tokens.size(1), self.d_model, tokens.device)
-        return self.dropout(x)
+        positions = torch.arange(tokens.size(1), device=tokens.device) + offset
+        return self.dropout(x * self.scale + sinusoidal_positions(positions, self.d_model))
+
+
+class MultiHeadAttention(nn.Module):
+    """MultiHead(Q, K, V) = Concat(head_1..h) W^O, head_i = softmax(Q_i K_i^T / sqrt(d_k)) V_i
+    (Vaswani et al. 2017, sec. 3.2.2), with d_k = d_model / heads.
+
+    The parameters are those of ``nn.MultiheadAttention`` (``in_proj_weight`` (3d, d)
+    holding W^Q, W^K, W^V; ``in_proj_bias`` (3d,); ``out_proj``), initialised the same way.
+
+    Args:
+        d_model: d; heads: h (d must divide by it); dropout: on the attention weights.
+    """
+
+    def __init__(self, d_model: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.head_size, self.dropout = heads, d_model // heads, dropout
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * d_model, d_model))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * d_model))
+        self.out_proj = nn.Linear(d_model, d_model)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def project(self, x: Tensor, first: int, count: int) -> Tensor:
+        """Rows [first d, (first + count) d) of ``in_proj`` applied to x: 0 = Q, 1 = K, 2 = V.
+
+        Args:
+            x: (batch, len, d).
+
+        Returns:
+            (count, batch, heads, len, d_k): the projections split into heads.
+        """
+        d = self.in_proj_weight.size(1)
+        y = F.linear(x, self.in_proj_weight[first * d:(first + count) * d],
+                     self.in_proj_bias[first * d:(first + count) * d])
+        b, t = x.shape[:2]
+        return y.view(b, t, count, self.heads, self.head_size).permute(2, 0, 3, 1, 4)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor] = None, causal: bool = False,
+               want_weights: bool = False) -> tuple[Tensor, Optional[Tensor]]:
+        """softmax(q k^T / sqrt(d_k) + mask) v, then W^O.
+
+        Args:
+            q: (batch, heads, T, d_k); k, v: (batch, heads, S, d_k).
+            mask: broadcastable to (batch, heads, T, S), True where a query may attend, or None.
+            causal: query t sees keys 0..t only (T == S).
+            want_weights: also return the weights averaged over heads.
+
+        Returns:
+            (batch, T, d), and (batch, T, S) weights or None.
+        """
+        p = self.dropout if self.training else 0.0
+        if want_weights:
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)
+            if causal:
+                mask = torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).tril()
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            out = F.dropout(weights, p, self.training) @ v
+            weights = weights.mean(1)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
+            weights = None
+        b, _, t, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, -1)), weights
+
+
+def _feed_forward(d_model: int, ff_size: int, dropout: float) -> nn.Sequential:
+    """FFN(x) = max(0, x W_1 + b_1) W_2 + b_2 (sec. 3.3), dropout on the hidden layer."""
+    return nn.Sequential(nn.Linear(d_model, ff_size), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_size, d_model))
+
+
+class _EncoderLayer(nn.Module):
+    """Pre-norm block: x + SelfAttn(LN(x)), then x + FFN(LN(x)) (sec. 3.1; Xiong et al. 2020)."""
+
+    def __init__(self, d_model: int, heads: int, ff_size: int, dropout: float):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, heads, dropout)
+        self.ff = _feed_forward(d_model, ff_size, dropout)
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, key_mask: Tensor) -> Tensor:
+        """x: (batch, len, d); key_mask: (batch, 1, 1, len) True on real tokens -> (batch, len, d)."""
+        q, k, v = self.self_attn.project(self.norm1(x), 0, 3)
+        x = x + self.dropout(self.self_attn.attend(q, k, v, key_mask)[0])
+        return x + self.dropout(self.ff(self.norm2(x)))
 
 
 class TransformerEncoder(nn.Module):
@@ -93,9 +190,10 @@ class TransformerEncoder(nn.Module):
         if d_model % heads:
             raise ValueError(f"hidden_size {d_model} must be divisible by heads {heads}")
         self.embed = _Embed(vocab_size, embedding_size, d_model, dropout, pad_id)
-        layer = nn.TransformerEncoderLayer(d_model, heads, ff_size, dropout, batch_first=True, norm_first=True)
-        self.layers = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
+        self.layers = nn.ModuleList(_EncoderLayer(d_model, heads, ff_size, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model)
         self.output_size = d_model
+        self._register_load_state_dict_pre_hook(_rename_torch_encoder_keys)
 
     def forward(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor) -> EncoderOutput:
         """Args:
@@ -105,10 +203,76 @@ class TransformerEncoder(nn.Module):
             :class:`EncoderOutput`: outputs (batch, src_len, d_model), zero on padding;
             final (1, batch, d_model), the mean over real positions.
         """
-        out = self.layers(self.embed(src), src_key_padding_mask=~src_mask)
-        out = out.masked_fill(~src_mask.unsqueeze(-1), 0.0)
+        x = self.embed(src)
+        key_mask = src_mask[:, None, None, :]
+        for layer in self.layers:
+            x = layer(x, key_mask)
+        out = self.norm(x).masked_fill(~src_mask.unsqueeze(-1), 0.0)
         mean = out.sum(1) / src_mask.sum(1, keepdim=True).clamp_min(1).to(out.dtype)
         return EncoderOutput(out, mean.unsqueeze(0), src_mask)
+
+
+def _rename_torch_encoder_keys(state_dict: dict, prefix: str, *args) -> None:
+    """Checkpoints written before this encoder had its own blocks hold ``nn.TransformerEncoder``'s
+    names (``layers.layers.i.linear1``, ``layers.norm``): map them onto these."""
+    renames = {"linear1": "ff.0", "linear2": "ff.3"}
+    for key in [k for k in state_dict if k.startswith(prefix + "layers.")]:
+        rest = key[len(prefix + "layers."):]
+        if rest.startswith("norm."):
+            state_dict[prefix + rest] = state_dict.pop(key)
+        elif rest.startswith("layers."):
+            parts = rest[len("layers."):].split(".")
+            parts[1] = renames.get(parts[1], parts[1])
+            state_dict[prefix + "layers." + ".".join(parts)] = state_dict.pop(key)
+
+
+@dataclass(frozen=True)
+class TransformerMemory:
+    """What the decoder reads of each source, shared by all its hypotheses: the
+    cross-attention keys and values of every layer, projected once per source.
+
+    Attributes:
+        mask: (sources, src_len) True on real source tokens.
+        keys, values: (layers, sources, heads, src_len, d_k).
+    """
+
+    mask: Tensor
+    keys: Tensor
+    values: Tensor
+
+    def select(self, sources: Tensor) -> "TransformerMemory":
+        """The memory of the sources at ``sources`` (new_sources,), in that order."""
+        return TransformerMemory(self.mask.index_select(0, sources), self.keys.index_select(1, sources),
+                                 self.values.index_select(1, sources))
+
+
+@dataclass(frozen=True)
+class TransformerState:
+    """The state of each hypothesis (row) after a target prefix of t tokens: the
+    self-attention keys and values of the prefix (the cache), and its source's memory.
+
+    Attributes:
+        keys, values: (layers, rows, heads, t, d_k) each layer's self-attention keys and
+            values of positions 0 .. t-1 (``<bos>`` first).
+        source: the rows' sources (sources = rows / beam).
+        beam: rows per source (consecutive rows share a source).
+    """
+
+    keys: Tensor
+    values: Tensor
+    source: TransformerMemory
+    beam: int = 1
+
+    def reorder(self, index: Tensor, beam: Optional[int] = None) -> "TransformerState":
+        """Select / reorder / repeat rows (see :meth:`DecoderState.reorder`): the cache
+        moves by row, the source memory is re-selected only when the set of sources changes."""
+        beam = self.beam if beam is None else beam
+        sources = index[::beam] // self.beam
+        source = self.source
+        if sources.numel() != source.mask.size(0) or not bool(
+                (sources == torch.arange(sources.numel(), device=sources.device)).all()):
+            source = source.select(sources)
+        return TransformerState(self.keys.index_select(1, index), self.values.index_select(1, index), source, beam)
 
 
 class _DecoderLayer(nn.Module):
@@ -116,45 +280,46 @@ class _DecoderLayer(nn.Module):
 
     def __init__(self, d_model: int, heads: int, ff_size: int, dropout: float):
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
-        self.cross_attn = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
-        self.ff = nn.Sequential(nn.Linear(d_model, ff_size), nn.ReLU(), nn.Dropout(dropout),
-                                nn.Linear(ff_size, d_model))
+        self.self_attn = MultiHeadAttention(d_model, heads, dropout)
+        self.cross_attn = MultiHeadAttention(d_model, heads, dropout)
+        self.ff = _feed_forward(d_model, ff_size, dropout)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, memory: Tensor, causal: Tensor, memory_pad: Tensor, want_weights: bool
-                ) -> tuple[Tensor, Optional[Tensor]]:
-        h = self.norm1(x)
-        x = x + self.dropout(self.self_attn(h, h, h, attn_mask=causal, need_weights=False)[0])
-        h = self.norm2(x)
-        y, w = self.cross_attn(h, memory, memory, key_padding_mask=memory_pad, need_weights=want_weights)
+    def forward(self, x: Tensor, past: Optional[tuple[Tensor, Tensor]], memory: tuple[Tensor, Tensor],
+                memory_mask: Tensor, want_weights: bool
+                ) -> tuple[Tensor, tuple[Tensor, Tensor], Optional[Tensor]]:
+        """One block over new positions.
+
+        Args:
+            x: (rows, T, d) the new positions' inputs.
+            past: the keys and values (rows, heads, t, d_k) of the t positions before
+                them (one step of search, T == 1), or None (the whole target, causal).
+            memory: the cross-attention keys and values (sources, heads, S, d_k), with
+                rows = sources x beam consecutive rows per source.
+            memory_mask: (sources, S) True on real source tokens.
+            want_weights: return the cross-attention weights.
+
+        Returns:
+            (rows, T, d); the keys and values (rows, heads, t + T, d_k) of all positions so
+            far; the cross-attention weights (rows, T, S) averaged over heads, or None.
+        """
+        q, k, v = self.self_attn.project(self.norm1(x), 0, 3)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        x = x + self.dropout(self.self_attn.attend(q, k, v, causal=past is None)[0])
+        q = self.cross_attn.project(self.norm2(x), 0, 1)[0]                     # (rows, heads, T, d_k)
+        rows, heads, steps, size = q.shape
+        sources = memory[0].size(0)
+        # the rows of a source as extra query positions: (sources, heads, beam * T, d_k)
+        q = q.view(sources, rows // sources, heads, steps, size).transpose(1, 2).reshape(sources, heads, -1, size)
+        y, w = self.cross_attn.attend(q, memory[0], memory[1], memory_mask[:, None, None, :],
+                                      want_weights=want_weights)
+        y = y.view(sources, rows // sources, steps, -1).reshape(rows, steps, -1)
+        if w is not None:
+            w = w.reshape(rows, steps, -1)
         x = x + self.dropout(y)
-        return x + self.dropout(self.ff(self.norm3(x))), w
-
-
-@dataclass
-class TransformerState:
-    """Decoder state for search: the output prefix and the encoder side.
-
-    Attributes:
-        prefix: (rows, t) tokens fed so far (``<bos>`` first).
-        memory: (sources, src_len, d_model) encoder states (projected).
-        mask: (sources, src_len) True on real source tokens.
-        beam: rows per source.
-    """
-
-    prefix: Tensor
-    memory: Tensor
-    mask: Tensor
-    beam: int = 1
-
-    def reorder(self, index: Tensor, beam: Optional[int] = None) -> "TransformerState":
-        """Select / reorder / repeat rows (see :meth:`DecoderState.reorder`)."""
-        beam = self.beam if beam is None else beam
-        sources = index[::beam] // self.beam
-        return TransformerState(self.prefix.index_select(0, index), self.memory.index_select(0, sources),
-                                self.mask.index_select(0, sources), beam)
+        return x + self.dropout(self.ff(self.norm3(x))), (k, v), w
 
 
 class TransformerDecoder(nn.Module):
@@ -178,6 +343,7 @@ class TransformerDecoder(nn.Module):
         self.memory_proj = nn.Linear(memory_size, d_model) if memory_size != d_model else None
         self.layers = nn.ModuleList(_DecoderLayer(d_model, heads, ff_size, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
+        self.vocab_size = vocab_size
         self.tied = tie_embeddings
         if tie_embeddings:
             self.output_bias = nn.Parameter(torch.zeros(vocab_size))
@@ -186,47 +352,65 @@ class TransformerDecoder(nn.Module):
 
     def init_state(self, encoded: EncoderOutput, hidden=None, context: Optional[Tensor] = None
                    ) -> TransformerState:
-        """Start state: an empty prefix and the (projected) encoder states; ``hidden``
-        and ``context`` (an RNN decoder's bridge inputs) are not used."""
-        memory = encoded.outputs if self.memory_proj is None else self.memory_proj(encoded.outputs)
-        empty = torch.zeros(memory.size(0), 0, dtype=torch.long, device=memory.device)
-        return TransformerState(empty, memory, encoded.mask)
+        """Start state: an empty cache and every layer's cross-attention keys and values of
+        the (projected) encoder states; ``hidden`` and ``context`` (an RNN decoder's
+        bridge inputs) are not used.
 
-    def _run(self, tokens: Tensor, memory: Tensor, mask: Tensor, want_weights: bool
-             ) -> tuple[Tensor, Optional[Tensor]]:
-        """tokens (B, T), memory (B, S, d), mask (B, S) -> logits (B, T, V), weights (B, T, S) or None."""
-        steps = tokens.size(1)
-        causal = torch.triu(torch.ones(steps, steps, dtype=torch.bool, device=tokens.device), diagonal=1)
-        x = self.embed(tokens)
-        weights = None
+        Args:
+            encoded: outputs (sources, src_len, M), mask (sources, src_len).
+        """
+        memory = encoded.outputs if self.memory_proj is None else self.memory_proj(encoded.outputs)
+        kv = torch.stack([layer.cross_attn.project(memory, 1, 2) for layer in self.layers], dim=1)
+        keys, values = kv[0], kv[1]                                # (layers, sources, heads, S, d_k)
+        empty = keys.new_zeros(*keys.shape[:3], 0, keys.size(-1))
+        return TransformerState(empty, empty, TransformerMemory(encoded.mask, keys, values))
+
+    def _run(self, tokens: Tensor, state: TransformerState, incremental: bool, want_weights: bool
+             ) -> tuple[Tensor, TransformerState, Optional[Tensor]]:
+        """tokens (rows, T) after the state's t positions -> logits (rows, T, V); with
+        ``incremental`` the state after them (else None: a teacher-forced pass keeps no
+        cache); the last layer's cross-attention weights (rows, T, S) or None."""
+        x = self.embed(tokens, state.keys.size(3))
+        keys, values, weights = [], [], None
         for i, layer in enumerate(self.layers):
-            x, w = layer(x, memory, causal, ~mask, want_weights and i == len(self.layers) - 1)
-            weights = w if w is not None else weights
+            past = (state.keys[i], state.values[i]) if incremental else None
+            last = i == len(self.layers) - 1
+            x, (k, v), w = layer(x, past, (state.source.keys[i], state.source.values[i]), state.source.mask,
+                                 want_weights and last)
+            keys.append(k)
+            values.append(v)
+            weights = w if last else weights
         x = self.norm(x)
-        if self.tied:
-            logits = nn.functional.linear(x, self.embed.embedding.weight, self.output_bias)
-        else:
-            logits = self.output(x)
-        return logits, weights
+        logits = (F.linear(x, self.embed.embedding.weight, self.output_bias) if self.tied else self.output(x))
+        if not incremental:
+            return logits, None, weights
+        return logits, TransformerState(torch.stack(keys), torch.stack(values), state.source, state.beam), weights
 
     def forward(self, tgt_in: Tensor, state: TransformerState, return_attention: bool = False
                 ) -> tuple[Tensor, Optional[Tensor]]:
-        """Teacher-forced pass. tgt_in: (batch, tgt_len) -> logits (batch, tgt_len, V),
-        attention (batch, tgt_len, src_len) (last layer, mean over heads) or None."""
-        return self._run(tgt_in, state.memory, state.mask, return_attention)
-
-    def step(self, prev_tokens: Tensor, state: TransformerState) -> tuple[Tensor, TransformerState, Optional[Tensor]]:
-        """Append y_{t-1} to the prefix and score y_t.
+        """Teacher-forced pass over a whole target (causal self-attention).
 
         Args:
-            prev_tokens: (rows,); state: from :meth:`init_state` or the previous step.
+            tgt_in: (batch, tgt_len) starting with ``<bos>``; state: from :meth:`init_state`.
 
         Returns:
-            logits (rows, V), the new state, attention (rows, src_len).
+            logits (batch, tgt_len, V); attention (batch, tgt_len, src_len) (last layer,
+            mean over heads) or None.
         """
-        prefix = torch.cat([state.prefix, prev_tokens.unsqueeze(1)], dim=1)
-        memory, mask = state.memory, state.mask
-        if state.beam > 1:
-            memory, mask = memory.repeat_interleave(state.beam, 0), mask.repeat_interleave(state.beam, 0)
-        logits, weights = self._run(prefix, memory, mask, True)
-        return logits[:, -1], TransformerState(prefix, state.memory, state.mask, state.beam), weights[:, -1]
+        logits, _, weights = self._run(tgt_in, state, False, return_attention)
+        return logits, weights
+
+    def step(self, prev_tokens: Tensor, state: TransformerState) -> tuple[Tensor, TransformerState, Tensor]:
+        """Score y_t given y_{t-1}: one position through every layer, attending over the
+        cached keys and values of the t earlier positions and its own.
+
+        Args:
+            prev_tokens: (rows,) y_{t-1}; state: from :meth:`init_state` or the previous
+                step, rows = sources x beam.
+
+        Returns:
+            logits (rows, V); the state with t + 1 cached positions; attention
+            (rows, src_len), the last layer's cross-attention weights averaged over heads.
+        """
+        logits, state, weights = self._run(prev_tokens.unsqueeze(1), state, True, True)
+        return logits[:, -1], state, weights[:, -1]
