@@ -40,7 +40,8 @@ TOLERANCE = 1e-4          # fp32 export check: largest |onnxruntime - PyTorch| o
 def _sample(model) -> tuple[torch.Tensor, torch.Tensor]:
     """Two padded sources of unequal length (so the packed encoder path is traced)."""
     first = Vocabulary.eos_id + 1                              # past the specials
-    vocab = model.encoder.embedding.num_embeddings
+    encoder = model.encoder
+    vocab = (encoder.embedding if hasattr(encoder, "embedding") else encoder.embed.embedding).num_embeddings
     src = torch.randint(first, max(first + 1, vocab), (2, 6), generator=torch.Generator().manual_seed(0))
     src[1, 4:] = Vocabulary.pad_id
     return src, torch.tensor([6, 4])
@@ -56,7 +57,9 @@ def _dynamic_axes(batch: str) -> dict[str, dict[int, str]]:
             "h": {1: batch}, "c": {1: batch}, "feed": {0: batch}, "coverage": {0: batch, 1: "src_len"},
             "mask": {0: "sources", 1: "src_len"}, "keys": {0: "sources", 1: "src_len"},
             "memory_proj": {0: "sources", 1: "src_len"}, "states": {0: "sources", 1: "src_len"},
-            "context": {0: "sources"}, "logits": {0: batch}, "attention": {0: batch, 1: "src_len"}}
+            "context": {0: "sources"}, "logits": {0: batch}, "attention": {0: batch, 1: "src_len"},
+            "self_k": {1: batch, 3: "steps"}, "self_v": {1: batch, 3: "steps"},
+            "cross_k": {1: "sources", 3: "src_len"}, "cross_v": {1: "sources", 3: "src_len"}}
 
 
 @contextlib.contextmanager
@@ -113,9 +116,10 @@ def _graph_signature(path: Path) -> dict:
 
 def _step_inputs(step: StepGraph, named: dict, src_len: int, gen: Optional[torch.Generator] = None) -> dict:
     """Decoder-step inputs for a beam of 2 on each source of the encoder outputs ``named``:
-    ``<bos>`` and zero ``feed`` / ``coverage`` (tracing), or random tokens, ``feed`` and
-    ``coverage`` from ``gen`` (the check)."""
-    sources = named["h"].size(1)
+    ``<bos>``, zero ``feed`` / ``coverage`` and a key/value cache of 2 positions (tracing),
+    or random tokens, ``feed``, ``coverage`` and a cache of 3 positions from ``gen`` (the
+    check: another prefix length than the traced one)."""
+    sources = named["mask"].size(0) if "mask" in named else named["h"].size(1)
     index = torch.arange(sources).repeat_interleave(2)
     rows, d = index.numel(), step.decoder
     inputs = {"prev": torch.full((rows,), Vocabulary.bos_id) if gen is None else
@@ -123,8 +127,12 @@ def _step_inputs(step: StepGraph, named: dict, src_len: int, gen: Optional[torch
     for name in step.input_names[1:]:
         if name in ("h", "c"):
             inputs[name] = named[name].index_select(1, index)
-        elif name in ("feed", "coverage"):
-            shape = (rows, d.hidden_size if name == "feed" else src_len)
+        elif name in ("feed", "coverage", "self_k", "self_v"):
+            if name in ("self_k", "self_v"):                   # (layers, rows, heads, t, d_k)
+                layers, _, heads, _, size = named["cross_k"].shape
+                shape = (layers, rows, heads, 2 if gen is None else 3, size)
+            else:
+                shape = (rows, d.hidden_size if name == "feed" else src_len)
             inputs[name] = torch.zeros(shape) if gen is None else torch.rand(shape, generator=gen)
         else:
             inputs[name] = named[name]

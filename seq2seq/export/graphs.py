@@ -8,16 +8,21 @@ decoder state as explicit, named tensors (fairseq's split of model and search):
 - ``encoder``: ``src (batch, src_len) int64``, ``src_lengths (batch,) int64`` ->
   the decoder's start state ``h`` (and ``c`` for an LSTM) and the source memory the steps
   read (:class:`~seq2seq.modules.decoders.SourceMemory`: ``mask``, ``states``, ``keys``,
-  ``memory_proj``, ``context``, whichever the decoder uses).
+  ``memory_proj``, ``context``, whichever the decoder uses); for a Transformer decoder
+  ``mask`` and every layer's cross-attention ``cross_k``, ``cross_v``
+  ``(layers, batch, heads, src_len, d_k)`` (:class:`~seq2seq.modules.transformer.TransformerMemory`).
 - ``decoder_step``: ``prev (rows,) int64``, the per-row state (``h``, ``c``, ``feed``,
-  ``coverage``) and the per-source memory -> ``logits (rows, V)``, the next per-row
+  ``coverage``; for a Transformer the key/value cache ``self_k``, ``self_v``
+  ``(layers, rows, heads, t, d_k)``, which a step returns one position longer) and the
+  per-source memory -> ``logits (rows, V)``, the next per-row
   state (``h_out``, ...) and ``attention (rows, src_len)``.  Rows are grouped by source,
   ``rows = sources x beam`` consecutive rows per source, as
   :class:`~seq2seq.modules.decoders.DecoderState` keeps them; the step reads the beam
   size from the shapes, so one graph serves greedy search, beam search and sampling.
 
-The step is the model's own :meth:`~seq2seq.modules.decoders.RNNDecoder.step`, with its
-inference input table (``W e(y) + b`` of every target token, a constant of the graph).
+The step is the model's own :meth:`~seq2seq.modules.decoders.RNNDecoder.step` (with its
+inference input table, ``W e(y) + b`` of every target token, a constant of the graph) or
+:meth:`~seq2seq.modules.transformer.TransformerDecoder.step`.
 """
 
 from __future__ import annotations
@@ -29,26 +34,23 @@ from torch import Tensor, nn
 
 from seq2seq.errors import Seq2SeqError
 from seq2seq.forecast.model import ForecastModel
-from seq2seq.modules.decoders import DecoderState, RNNDecoder, SourceMemory
-from seq2seq.modules.encoders import EncoderOutput, RNNEncoder
+from seq2seq.modules.decoders import DecoderState, SourceMemory
+from seq2seq.modules.encoders import EncoderOutput
+from seq2seq.modules.transformer import TransformerDecoder, TransformerMemory, TransformerState
 
 
 def unsupported(model: nn.Module) -> Optional[str]:
     """Why ``model`` cannot be exported yet, or None when it can.
 
-    Exportable: RNN encoders (any cell, layers, bidirectional, reversed source) and RNN
-    decoders with any attention, input feeding, coverage, the context at every step,
-    Cho's maxout readout and tied embeddings; forecast models (every cell and
-    attention, the regression or quantile head).  Not yet: Transformer encoders or
-    decoders, copy attention (its extended vocabulary changes size per batch) and
-    variational models (their prior sampling needs the latent on the host).
+    Exportable: RNN and Transformer encoders (any cell, layers, bidirectional, reversed
+    source); RNN decoders with any attention, input feeding, coverage, the context at
+    every step, Cho's maxout readout and tied embeddings; Transformer decoders (the step
+    with its key/value cache); forecast models (every cell and attention, the regression
+    or quantile head).  Not yet: copy attention (its extended vocabulary changes size per
+    batch) and variational models (their prior sampling needs the latent on the host).
     """
-    if isinstance(model, ForecastModel):
+    if isinstance(model, ForecastModel) or isinstance(model.decoder, TransformerDecoder):
         return None
-    if not isinstance(model.encoder, RNNEncoder):
-        return "a Transformer encoder cannot be exported to ONNX yet (RNN encoders can)"
-    if not isinstance(model.decoder, RNNDecoder):
-        return "a Transformer decoder cannot be exported to ONNX yet (RNN decoders can)"
     if model.decoder.copy:
         return "copy attention cannot be exported to ONNX yet (its extended vocabulary changes size per batch)"
     if getattr(model, "latent", None) is not None:
@@ -56,8 +58,10 @@ def unsupported(model: nn.Module) -> Optional[str]:
     return None
 
 
-def state_names(decoder: RNNDecoder) -> tuple[list[str], list[str]]:
+def state_names(decoder: nn.Module) -> tuple[list[str], list[str]]:
     """The decoder's per-row state names and the source memory fields its steps read."""
+    if isinstance(decoder, TransformerDecoder):
+        return ["self_k", "self_v"], ["mask", "cross_k", "cross_v"]
     rows = ["h", "c"] if isinstance(decoder.rnn, nn.LSTM) else ["h"]
     rows += (["feed"] if decoder.input_feeding else []) + (["coverage"] if decoder.coverage else [])
     source = []
@@ -79,7 +83,7 @@ class EncoderGraph(nn.Module):
         super().__init__()
         self.model = model
         self.rows, self.source = state_names(model.decoder)
-        hidden = ["h", "c"] if "c" in self.rows else ["h"]
+        hidden = [n for n in ("h", "c") if n in self.rows]
         # The encoder states are always an output: a graph that used only the final
         # states of a packed RNN does not export (the exporter drops the unpacking).
         self.output_names = hidden + self.source + ([] if "states" in self.source else ["states"])
@@ -88,11 +92,15 @@ class EncoderGraph(nn.Module):
         """src: (batch, src_len) ids; src_lengths: (batch,) -> the tensors of ``output_names``:
         h, c: (layers, batch, H); mask: (batch, src_len) bool; keys: (batch, src_len, K);
         memory_proj: (batch, src_len, H); states: (batch, src_len, M) (always, zero on
-        padding); context: (batch, M)."""
+        padding); context: (batch, M); cross_k, cross_v: (layers, batch, heads, src_len, d_k)."""
         mask = torch.arange(src.size(1), device=src.device).unsqueeze(0) < src_lengths.unsqueeze(1)
         encoded, state = self.model.encode(src, src_lengths, mask)
-        hidden = list(state.hidden) if isinstance(state.hidden, tuple) else [state.hidden]
-        memory = {name: getattr(state.source, name) for name in self.source}
+        if isinstance(state, TransformerState):
+            hidden, memory = [], {"mask": state.source.mask, "cross_k": state.source.keys,
+                                  "cross_v": state.source.values}
+        else:
+            hidden = list(state.hidden) if isinstance(state.hidden, tuple) else [state.hidden]
+            memory = {name: getattr(state.source, name) for name in self.source}
         return (*hidden, *(memory.get(name, encoded.outputs) for name in self.output_names[len(hidden):]))
 
 
@@ -100,22 +108,27 @@ class StepGraph(nn.Module):
     """``decoder.step`` with tensors in and out (see the module docstring).
 
     Args:
-        decoder: an :class:`~seq2seq.modules.decoders.RNNDecoder` in eval mode.
+        decoder: an :class:`~seq2seq.modules.decoders.RNNDecoder` or
+            :class:`~seq2seq.modules.transformer.TransformerDecoder` in eval mode.
     """
 
-    def __init__(self, decoder: RNNDecoder):
+    def __init__(self, decoder: nn.Module):
         super().__init__()
         self.decoder = decoder
         self.rows, self.source = state_names(decoder)
         self.input_names = ["prev"] + self.rows + self.source
         self.output_names = ["logits"] + [f"{n}_out" for n in self.rows] + (
-            ["attention"] if decoder.attention is not None else [])
+            ["attention"] if getattr(decoder, "attention", True) is not None else [])
 
     def forward(self, prev: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
         """prev: (rows,) previous target ids; then the tensors of ``input_names[1:]``.
         Returns logits (rows, V), the next per-row state and attention (rows, src_len)."""
         d = self.decoder
         named = dict(zip(self.input_names[1:], tensors))
+        if isinstance(d, TransformerDecoder):
+            memory = TransformerMemory(named["mask"], named["cross_k"], named["cross_v"])
+            logits, state, attention = d.step(prev, TransformerState(named["self_k"], named["self_v"], memory))
+            return logits, state.keys, state.values, attention
         hidden = (named["h"], named["c"]) if "c" in named else named["h"]
         mask = named.get("mask")
         if mask is None:                              # no attention: the step reads no source tensor

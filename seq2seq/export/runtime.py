@@ -20,6 +20,7 @@ from seq2seq.forecast.model import ForecastModel
 from seq2seq.models.encoder_decoder import Seq2SeqOutput
 from seq2seq.modules.decoders import DecoderState, SourceMemory
 from seq2seq.modules.encoders import EncoderOutput
+from seq2seq.modules.transformer import TransformerMemory, TransformerState
 
 
 def session(path: Path, threads: int):
@@ -73,7 +74,8 @@ class OnnxDecoder:
         self.graph, self.hidden_size = graph, hidden_size
         self.rows = [n.removesuffix("_out") for n in graph.outputs if n.endswith("_out")]
 
-    def step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
+    def step(self, prev_tokens: Tensor, state: DecoderState | TransformerState
+             ) -> tuple[Tensor, DecoderState | TransformerState, Optional[Tensor]]:
         """One decoder step in onnxruntime.
 
         Args:
@@ -83,6 +85,12 @@ class OnnxDecoder:
         Returns:
             logits (rows, V), the new state, attention (rows, src_len) or None.
         """
+        if isinstance(state, TransformerState):
+            out = self.graph({"prev": prev_tokens, "self_k": state.keys, "self_v": state.values,
+                              "mask": state.source.mask, "cross_k": state.source.keys,
+                              "cross_v": state.source.values})
+            return out["logits"], TransformerState(out["self_k_out"], out["self_v_out"], state.source,
+                                                   state.beam), out["attention"]
         h, c = state.hidden if isinstance(state.hidden, tuple) else (state.hidden, None)
         tensors = {"prev": prev_tokens, "h": h, "c": c, "feed": state.feed, "coverage": state.coverage,
                    "mask": state.source.mask, "states": state.source.states, "keys": state.source.keys,
@@ -117,7 +125,8 @@ class OnnxEncoderDecoder(nn.Module):
         return cls(Path(folder) / graphs["encoder"]["file"], Path(folder) / graphs["decoder_step"]["file"],
                    manifest["config"]["model"]["decoder"]["hidden_size"], threads)
 
-    def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor) -> tuple[None, DecoderState]:
+    def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor
+               ) -> tuple[None, DecoderState | TransformerState]:
         """The decoder's start state for a source batch.
 
         Args:
@@ -125,9 +134,14 @@ class OnnxEncoderDecoder(nn.Module):
 
         Returns:
             (None, the start state: hidden from the bridge, the source memory, zero
-            ``feed`` / ``coverage`` where the decoder has them).
+            ``feed`` / ``coverage`` where the decoder has them; for a Transformer decoder an
+            empty key/value cache and the cross-attention keys and values).
         """
         out = self.encoder_graph({"src": src.long(), "src_lengths": src_lengths.long()})
+        if "cross_k" in out:
+            keys = out["cross_k"]                                 # (layers, batch, heads, S, d_k)
+            empty = keys.new_zeros(*keys.shape[:3], 0, keys.size(-1))
+            return None, TransformerState(empty, empty, TransformerMemory(out["mask"], keys, out["cross_v"]))
         hidden = (out["h"], out["c"]) if "c" in out else out["h"]
         source = SourceMemory(out.get("mask", src_mask), out.get("states"), out.get("keys"), out.get("memory_proj"),
                               out.get("context"))
