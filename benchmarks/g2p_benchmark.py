@@ -9,6 +9,13 @@ wrong unless it equals one of its references; PER = edit distance to the closest
 reference over its length) next to the published table of that folder's README.
 With ``--evaluate-only`` an existing run directory is scored without training.
 
+``--students S --student-minutes M`` then trains S students (``RUN_student``,
+``RUN_student_seed2``, ...; seeds 1, 2, ...) with ``seq2seq distill`` from the ensemble of
+all the runs (token-level knowledge distillation; ``--student-set`` overrides, e.g.
+``distillation.weight=0.7`` or ``distillation.sequence_level=true``), ``--jobs`` at a
+time, and scores the first student, the students' ensemble and the ensemble of every
+run and student.
+
 ``--ensemble N`` trains N runs that differ only in their seed (``RUN``, ``RUN_seed2``,
 ...; ``--jobs J`` at a time, each with the full budget, each a ``seq2seq train`` process
 logging to ``RUN.log``) and also scores them decoded as one
@@ -77,6 +84,13 @@ def last_step(run: str) -> int | None:
     return max((s for s in steps if s is not None), default=None)
 
 
+def valid_curve(run: str) -> list[list[float]]:
+    """``[step, validation WER]`` of every validation logged in ``run``'s metrics.jsonl."""
+    path = Path(run) / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return [[r["step"], r["wer"]] for r in records if r.get("split") == "valid" and "wer" in r]
+
+
 def run_dirs(run: str, n: int) -> list[str]:
     """The runs of an ensemble of ``n``: ``run``, ``run_seed2``, ..."""
     return [run] + [f"{run}_seed{k + 1}" for k in range(1, n)]
@@ -104,6 +118,24 @@ def train_runs(config: str, overrides: list[str], runs: list[str], seed: int, jo
         return list(pool.map(one, range(len(runs))))
 
 
+def train_students(config: str, overrides: list[str], teachers: list[str], students: list[str], jobs: int
+                   ) -> list[float]:
+    """``seq2seq distill`` ``students[k]`` (seed k + 1) from the ensemble ``teachers``, ``jobs``
+    processes at a time, each logging to ``STUDENT.log``.  Returns each one's wall-clock minutes."""
+    def one(k: int) -> float:
+        cmd = [sys.executable, "-m", "seq2seq", "distill", config, "--teacher", *teachers,
+               "--run-dir", students[k], "--overwrite", "--set", *overrides, f"seed={1 + k}"]
+        start = time.time()
+        with open(students[k] + ".log", "w") as log:
+            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if code:
+            sys.exit(f"distilling {students[k]} failed (exit status {code}); see {students[k]}.log")
+        return round((time.time() - start) / 60, 1)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, range(len(students))))
+
+
 def main(argv=None) -> None:
     from seq2seq.checkpoint import average_checkpoints, kept_checkpoints
 
@@ -119,6 +151,11 @@ def main(argv=None) -> None:
                                                                         "checkpoints and score their average too")
     p.add_argument("--jobs", type=int, default=1, metavar="J", help="runs trained at the same time (set "
                                                                     "training.num_threads so J x threads <= cores)")
+    p.add_argument("--students", type=int, default=0, metavar="S", help="then distil S students from the "
+                   "ensemble of the runs (token level)")
+    p.add_argument("--student-minutes", type=float, default=None, help="each student's budget (default --minutes)")
+    p.add_argument("--student-set", nargs="*", action="extend", default=[], dest="student_overrides",
+                   help="overrides for the students only, e.g. distillation.weight=0.7")
     p.add_argument("--evaluate-only", action="store_true", help="score the existing run directories")
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "g2p_benchmark.json"))
     args = p.parse_args(argv)
@@ -126,6 +163,9 @@ def main(argv=None) -> None:
         sys.exit(f"benchmark data not found at {DATA}")
     test = DATA / "g014b2b.ref"
     runs = run_dirs(args.run, args.ensemble)
+    students = [args.run + "_student"] + [f"{args.run}_student_seed{k + 1}" for k in range(1, args.students)] \
+        if args.students else []
+    student_minutes = None
     previous = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
     if args.evaluate_only:
         run_minutes = previous.get("train_minutes_each", [previous.get("train_minutes_per_run",
@@ -144,6 +184,11 @@ def main(argv=None) -> None:
             load_config(args.config, [*overrides, f"seed={seed + k}"])
         start = time.time()
         run_minutes = train_runs(args.config, overrides, runs, seed, args.jobs)
+        if students:
+            minutes = args.student_minutes or args.minutes
+            student_overrides = [o for o in overrides if not o.startswith("training.keep_checkpoints")] + [
+                f"training.max_minutes={minutes}", *args.student_overrides]
+            student_minutes = train_students(args.config, student_overrides, runs, students, args.jobs)
         wall_minutes = round((time.time() - start) / 60, 1)
     train_minutes = max(run_minutes)
     if args.average:
@@ -157,6 +202,11 @@ def main(argv=None) -> None:
         systems.append((f"ensemble of {len(runs)} seeds", runs, "best"))
         if args.average:
             systems.append((f"ensemble of {len(runs)} seeds, each averaged", runs, "averaged"))
+    if students:
+        systems.append(("distilled student", students[:1], "best"))
+        if len(students) > 1:
+            systems.append((f"ensemble of {len(students)} students", students, "best"))
+        systems.append((f"ensemble of {len(runs)} seeds and {len(students)} students", runs + students, "best"))
     scores: dict = {}
     for system, members, checkpoint in systems:
         model = Seq2Seq.load(members[0] if len(members) == 1 else members, checkpoint)
@@ -170,6 +220,9 @@ def main(argv=None) -> None:
     single = Seq2Seq.load(runs[0])
     out = {"systems": scores, "test_words": results["sentences"], "train_minutes_each": run_minutes,
            "train_minutes_wall": wall_minutes, "jobs": args.jobs, "steps": [last_step(run) for run in runs],
+           "students": students, "student_minutes_each": student_minutes,
+           "student_steps": [last_step(run) for run in students],
+           "valid_wer": {run: valid_curve(run) for run in runs + students},
            "params": num_parameters(single.model), "runs": runs, "config": args.config, "overrides": overrides}
     print(f"\nG2P, CMUdict g014b2b test ({results['sentences']} words)")
     print(f"{'system':72s} {'PER %':>6s} {'WER %':>6s}")
