@@ -13,8 +13,9 @@ Rows (``--rows`` picks some; ``--list`` names them):
 presets sutskever2014, cho2014, bahdanau2015, luong2015 (general, dot, concat);
 the default G2P model (configs/g2p_cmudict.yaml) with attention none / bahdanau /
 luong_dot / luong_general / luong_concat; the default model with scheduled
-sampling (eps_i linear from 1.0 to 0.5 over 4,000 updates, the same budget); and a
-Transformer of the same width.
+sampling (eps_i linear from 1.0 to 0.5 over 4,000 updates, the same budget); the
+Transformer preset (configs/presets/transformer_g2p.yaml); and the candidates for the
+standard-split recipe (configs/g2p_g014b2b_large.yaml, one change each).
 """
 
 from __future__ import annotations
@@ -55,10 +56,7 @@ ROWS: dict[str, tuple[Path, list[str]]] = {
                                                "training.teacher_forcing.start=1.0",
                                                "training.teacher_forcing.end=0.5",
                                                "training.teacher_forcing.steps=4000"]),
-    "transformer 2+2 layers, d=256": (DEFAULT, ["model.encoder.type=transformer", "model.decoder.type=transformer",
-                                                "model.encoder.layers=2", "model.decoder.layers=2",
-                                                "model.encoder.dropout=0.1", "model.decoder.dropout=0.1",
-                                                "training.scheduler=inverse_sqrt", "training.warmup_steps=500"]),
+    "transformer_g2p preset": (CONFIGS / "presets" / "transformer_g2p.yaml", []),
     # the candidates for the standard-split recipe (configs/g2p_g014b2b_large.yaml), one change each
     "recipe": (RECIPE, []),
     "recipe, bf16": (RECIPE, ["training.precision=bf16"]),
