@@ -103,15 +103,19 @@ def train_runs(config: str, overrides: list[str], runs: list[str], seed: int, jo
     Returns each run's wall-clock minutes. Raises SystemExit naming the log of a
     run that failed.
     """
+    return run_jobs([[sys.executable, "-m", "seq2seq", "train", config, "--run", run, "--overwrite",
+                      "--set", *overrides, f"seed={seed + k}"] for k, run in enumerate(runs)], runs, jobs, "training")
+
+
+def run_jobs(commands: list[list[str]], runs: list[str], jobs: int, what: str) -> list[float]:
+    """Run ``commands[k]`` logging to ``runs[k].log``, ``jobs`` at a time; each one's wall-clock
+    minutes.  Raises SystemExit naming the log of a command that failed."""
     def one(k: int) -> float:
-        run = runs[k]
-        cmd = [sys.executable, "-m", "seq2seq", "train", config, "--run", run, "--overwrite",
-               "--set", *overrides, f"seed={seed + k}"]
         start = time.time()
-        with open(run + ".log", "w") as log:
-            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+        with open(runs[k] + ".log", "w") as log:
+            code = subprocess.call(commands[k], stdout=log, stderr=subprocess.STDOUT)
         if code:
-            sys.exit(f"training {run} failed (exit status {code}); see {run}.log")
+            sys.exit(f"{what} {runs[k]} failed (exit status {code}); see {runs[k]}.log")
         return round((time.time() - start) / 60, 1)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -122,18 +126,9 @@ def train_students(config: str, overrides: list[str], teachers: list[str], stude
                    ) -> list[float]:
     """``seq2seq distill`` ``students[k]`` (seed k + 1) from the ensemble ``teachers``, ``jobs``
     processes at a time, each logging to ``STUDENT.log``.  Returns each one's wall-clock minutes."""
-    def one(k: int) -> float:
-        cmd = [sys.executable, "-m", "seq2seq", "distill", config, "--teacher", *teachers,
-               "--run-dir", students[k], "--overwrite", "--set", *overrides, f"seed={1 + k}"]
-        start = time.time()
-        with open(students[k] + ".log", "w") as log:
-            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
-        if code:
-            sys.exit(f"distilling {students[k]} failed (exit status {code}); see {students[k]}.log")
-        return round((time.time() - start) / 60, 1)
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(one, range(len(students))))
+    return run_jobs([[sys.executable, "-m", "seq2seq", "distill", config, "--teacher", *teachers, "--run-dir",
+                      student, "--overwrite", "--set", *overrides, f"seed={1 + k}"]
+                     for k, student in enumerate(students)], students, jobs, "distilling")
 
 
 def main(argv=None) -> None:
