@@ -86,6 +86,27 @@ class SourceMemory:
                             pick(self.context), pick(self.src_ext), self.ext_size)
 
 
+def reselect_sources(source, index: Tensor, beam_before: int, beam_after: int):
+    """The per-source memory for the rows ``index`` picks (see :meth:`DecoderState.reorder`).
+
+    Args:
+        source: the memory of the current sources (anything with ``mask: (sources, src_len)``
+            and ``select(sources)``: :class:`SourceMemory`, the Transformer's memory).
+        index: (new_rows,) indices of current rows, in groups of ``beam_after`` rows that
+            come from one source each.
+        beam_before: rows per source now; beam_after: rows per source after the reorder.
+
+    Returns:
+        ``source`` itself when the new groups are the same sources in the same order
+        (a beam step), else ``source.select`` of the new groups' sources.
+    """
+    sources = index[::beam_after] // beam_before                           # (new_sources,)
+    if sources.numel() == source.mask.size(0) and bool(
+            (sources == torch.arange(sources.numel(), device=sources.device)).all()):
+        return source
+    return source.select(sources)
+
+
 class StepCache(NamedTuple):
     """What the :meth:`RNNDecoder.step` calls of one decoding run reuse; the first makes it."""
 
@@ -135,11 +156,7 @@ class DecoderState:
         beam = self.beam if beam is None else beam
         hidden = (tuple(h.index_select(1, index) for h in self.hidden) if isinstance(self.hidden, tuple)
                   else self.hidden.index_select(1, index))
-        sources = index[::beam] // self.beam                                 # (new_sources,)
-        source = self.source
-        if sources.numel() != source.mask.size(0) or not bool((sources == torch.arange(
-                sources.numel(), device=sources.device)).all()):
-            source = source.select(sources)
+        source = reselect_sources(self.source, index, self.beam, beam)
         row = lambda t: t.index_select(0, index) if t is not None else None  # noqa: E731
         return DecoderState(hidden, source, row(self.feed), row(self.coverage), beam, self.cache)
 

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seq2seq.modules.decoders import reselect_sources
 from seq2seq.modules.encoders import EncoderOutput
 
 
@@ -267,11 +268,7 @@ class TransformerState:
         """Select / reorder / repeat rows (see :meth:`DecoderState.reorder`): the cache
         moves by row, the source memory is re-selected only when the set of sources changes."""
         beam = self.beam if beam is None else beam
-        sources = index[::beam] // self.beam
-        source = self.source
-        if sources.numel() != source.mask.size(0) or not bool(
-                (sources == torch.arange(sources.numel(), device=sources.device)).all()):
-            source = source.select(sources)
+        source = reselect_sources(self.source, index, self.beam, beam)
         return TransformerState(self.keys.index_select(1, index), self.values.index_select(1, index), source, beam)
 
 
