@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -115,32 +114,16 @@ def decode_ours(model, words: list[str], sv, tv, beam: int, repeats: int = 3, pr
 
 def onmt_decode(env_dir: str, workdir: str, words: list[str], steps: int, threads: int, repeats: int = 3) -> dict:
     """Train OpenNMT-py's model for ``steps`` updates, then time onmt_translate greedy and beam 5."""
-    from onmt_speed import measure_onmt_training
+    from onmt_speed import measure_onmt_training, time_onmt_translate
 
     measure_onmt_training(env_dir, workdir, steps=steps, threads=threads)
     checkpoint = Path(workdir, "run", f"model_step_{steps + 1}.pt")
     src = Path(workdir, "test.src")
     src.write_text("".join(" ".join(w) + "\n" for w in words), encoding="utf-8")
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), CUDA_VISIBLE_DEVICES="",
-               PYTHONWARNINGS="ignore", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
-    env.pop("PYTHONPATH", None)
-    launcher = ("import sys, torch; torch.set_num_threads(int(sys.argv.pop(1))); "
-                "from onmt.bin.translate import main; sys.argv[0] = 'onmt_translate'; main()")
     results = {}
     for beam in (1, 5):
-        cmd = [str(Path(env_dir, "bin", "python")), "-c", launcher, str(threads), "-model", str(checkpoint),
-               "-src", str(src), "-output", str(Path(workdir, f"pred_beam{beam}.txt")), "-beam_size", str(beam),
-               "-batch_size", "64", "-batch_type", "sents", "-max_length", str(MAX_LEN), "-gpu", "-1",
-               "-report_time"]
-        runs = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            wall = time.perf_counter() - start
-            if proc.returncode != 0:
-                raise RuntimeError(f"onmt_translate failed:\n{proc.stderr[-2000:]}")
-            m = re.search(r"Total translation time \(s\): ([0-9.]+)", proc.stdout + proc.stderr)
-            runs.append(float(m.group(1)) if m else wall)
+        runs = time_onmt_translate(env_dir, str(checkpoint), str(src), str(Path(workdir, f"pred_beam{beam}.txt")),
+                                   threads, ["-beam_size", str(beam), "-max_length", str(MAX_LEN)], repeats)
         seconds = min(runs)
         results["greedy" if beam == 1 else "beam5"] = {"words_per_s": len(words) / seconds, "seconds": seconds,
                                                        "runs_seconds": runs}

@@ -18,6 +18,9 @@ One thread by default (``--threads``), timings the best of ``--repeats``.  ``--o
 exports the model (fp32 and int8, :func:`seq2seq.export.exporter.write_graphs`) and times
 the same decoding through onnxruntime, with the share of fp32 outputs the int8 graphs
 reproduce (greedy, unforced lengths: random weights make that share a lower bound).
+``--onmt-env DIR`` also trains and decodes OpenNMT-py 3.5.1's Transformer of the same
+size from its own venv (``../shared/peers/README.md``), same sentences, same forced
+lengths, same thread count (:func:`onmt_speed`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -103,6 +107,52 @@ def train_speed(model, vocab, steps: int) -> float:
     return tokens / seconds
 
 
+def onmt_speed(env_dir: str, workdir: Path, args) -> dict:
+    """OpenNMT-py 3.5.1's Transformer of the same size (its own venv, ``../shared/peers``):
+    trained on the same random sentences (32 per update, Adam 1e-4), then decoding
+    the same sources with every output forced to L tokens (``-min_length`` =
+    ``-max_length`` = L), batches of 64.  Returns training tokens/s and sentences/s
+    per beam and length, each timing onmt's own translation time (loading excluded)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+    from onmt_speed import measure_onmt_training, time_onmt_translate, transformer_model
+
+    cfg = load_config(PRESET).model.encoder
+    word = lambda ids: " ".join(f"w{i - 4}" for i in ids)  # noqa: E731  (the tokens of build())
+    workdir.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(2)
+    # at least 2,000 sentences (onmt trains on the first train_steps + 1 batches), so that its
+    # vocabulary, built from this file, holds nearly all 8,000 tokens, as ours does
+    lengths = torch.randint(10, 41, (max((args.train_steps + 1) * 32, 2000), 2), generator=g)
+    pairs = [(torch.randint(4, 8000, (int(a),), generator=g).tolist(),
+              torch.randint(4, 8000, (int(b),), generator=g).tolist()) for a, b in lengths]
+    paths = {"train_src": str(workdir / "train.src"), "train_tgt": str(workdir / "train.tgt")}
+    Path(paths["train_src"]).write_text("".join(word(a) + "\n" for a, _ in pairs))
+    Path(paths["train_tgt"]).write_text("".join(word(b) + "\n" for _, b in pairs))
+    train = measure_onmt_training(env_dir, str(workdir), steps=args.train_steps, batch_size=32,
+                                  threads=args.threads, paths=paths, learning_rate=1e-4,
+                                  model=transformer_model(cfg.hidden_size, cfg.heads, cfg.ff_size, cfg.layers))
+    g = torch.Generator().manual_seed(1)
+    src = workdir / "test.src"
+    src.write_text("".join(word(s) + "\n" for s in torch.randint(4, 8000, (args.sentences, args.src_len),
+                                                                   generator=g).tolist()))
+    result = {"train_tokens_per_s": train["tok_per_s"], "params": train["params"], "decode_sentences_per_s": {}}
+    checkpoint = str(workdir / "run" / f"model_step_{args.train_steps + 1}.pt")
+    for beam in args.beams:
+        for length in args.lengths:
+            out = workdir / f"pred_beam{beam}_len{length}.txt"
+            runs = time_onmt_translate(env_dir, checkpoint, str(src), str(out), args.threads,
+                                       ["-beam_size", str(beam), "-min_length", str(length),
+                                        "-max_length", str(length)], args.repeats)
+            got = {len(line.split()) for line in out.read_text().splitlines()}
+            if got != {length}:
+                raise RuntimeError(f"onmt output lengths {sorted(got)}, forced {length}")
+            speed = args.sentences / min(runs)
+            result["decode_sentences_per_s"][f"beam{beam}_len{length}"] = speed
+            print(f"onmt beam {beam} length {length:4d}: {speed:9.1f} sentences/s", flush=True)
+    print(f"onmt training: {train['tok_per_s']:,.0f} target tokens/s ({train['params']:,} parameters)")
+    return result
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--lengths", type=int, nargs="+", default=[8, 16, 32, 64, 128])
@@ -113,6 +163,7 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--onnx", action="store_true", help="also time the exported graphs (fp32, int8)")
+    p.add_argument("--onmt-env", default="", help="also time OpenNMT-py's Transformer from its venv (see onmt_speed)")
     p.add_argument("--json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -121,7 +172,8 @@ def main(argv=None) -> None:
                             capture_output=True, text=True).stdout.strip()
     result = {"commit": commit, "threads": args.threads, "sentences": args.sentences, "src_len": args.src_len,
               "decode_sentences_per_s": {}, "train_tokens_per_s": None}
-    print(f"commit {commit}, {args.threads} thread(s)")
+    result["params"] = sum(p.numel() for p in model.parameters())
+    print(f"commit {commit}, {args.threads} thread(s), {result['params']:,} parameters")
     for beam in args.beams:
         for length in args.lengths:
             speed = decode_speed(model, vocab, args.sentences, args.src_len, length, beam, args.repeats)
@@ -154,6 +206,10 @@ def main(argv=None) -> None:
     if args.train_steps:
         result["train_tokens_per_s"] = train_speed(model, vocab, args.train_steps)
         print(f"training: {result['train_tokens_per_s']:,.0f} target tokens/s")
+    if args.onmt_env:
+        import tempfile
+
+        result["onmt"] = onmt_speed(args.onmt_env, Path(tempfile.mkdtemp(prefix="onmt_transformer_")), args)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
 
