@@ -153,3 +153,25 @@ def test_the_cache_grows_one_position_per_step_and_the_source_memory_is_shared()
         _, state, _ = model.decoder.step(prev, state)
         assert state.keys.shape == (3, 20, 4, t, 4) and state.values.shape == state.keys.shape
         assert state.source.keys.size(1) == 4                                # once per source, not per row
+
+
+def test_extending_a_state_twice_leaves_the_first_extension_intact():
+    # steps write the new position into the cache's buffers in place; a second step from
+    # the same state (sampling several continuations, say) must copy, not overwrite
+    model, ds = build("transformer", layers=2), sources(4)
+    batch = ds.batch([0, 1, 2, 3])
+    with torch.no_grad():
+        _, state = model.encode(batch.src, batch.src_lengths, batch.src_mask)
+        _, parent, _ = model.decoder.step(torch.full((4,), VOCAB.bos_id), state)
+        logits_a, child_a, _ = model.decoder.step(torch.full((4,), 5), parent)
+        keys_a, values_a = child_a.keys.clone(), child_a.values.clone()
+        logits_b, child_b, _ = model.decoder.step(torch.full((4,), 6), parent)
+        assert torch.equal(child_a.keys, keys_a) and torch.equal(child_a.values, values_a)
+        assert not torch.allclose(child_b.keys[:, :, :, -1], keys_a[:, :, :, -1])
+        assert torch.equal(child_b.keys[:, :, :, :1], keys_a[:, :, :, :1])           # the shared prefix
+        # each child goes on as if it had been the only one
+        after_a, _, _ = model.decoder.step(torch.full((4,), 7), child_a)
+        _, parent2, _ = model.decoder.step(torch.full((4,), VOCAB.bos_id), state)
+        _, only_a, _ = model.decoder.step(torch.full((4,), 5), parent2)
+        alone, _, _ = model.decoder.step(torch.full((4,), 7), only_a)
+        assert torch.allclose(after_a, alone, atol=1e-6)

@@ -127,7 +127,8 @@ class StepGraph(nn.Module):
         named = dict(zip(self.input_names[1:], tensors))
         if isinstance(d, TransformerDecoder):
             memory = TransformerMemory(named["mask"], named["cross_k"], named["cross_v"])
-            logits, state, attention = d.step(prev, TransformerState(named["self_k"], named["self_v"], memory))
+            state = TransformerState.from_tensors(named["self_k"], named["self_v"], memory)
+            logits, state, attention = d.step(prev, state)
             return logits, state.keys, state.values, attention
         hidden = (named["h"], named["c"]) if "c" in named else named["h"]
         mask = named.get("mask")

@@ -3,13 +3,15 @@ decoder-step graphs run in onnxruntime, everything else (greedy, beam search wit
 penalties and n-best, sampling, ``<unk>`` replacement, attention output) is the same
 host code that decodes a PyTorch model (:mod:`seq2seq.search`).
 
-The state between steps is a :class:`~seq2seq.modules.decoders.DecoderState` whose
-tensors came out of the graphs, so beam search reorders it exactly as it reorders
-PyTorch's (per-row state selected by row, source memory shared per source).
+The state between steps is a :class:`~seq2seq.modules.decoders.DecoderState` (or, for
+a Transformer decoder, a :class:`GraphTransformerState`) whose tensors came out of the
+graphs, so beam search reorders it exactly as it reorders PyTorch's (per-row state
+selected by row, source memory shared per source).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -18,9 +20,32 @@ from torch import Tensor, nn
 
 from seq2seq.forecast.model import ForecastModel
 from seq2seq.models.encoder_decoder import Seq2SeqOutput
-from seq2seq.modules.decoders import DecoderState, SourceMemory
+from seq2seq.modules.decoders import DecoderState, SourceMemory, reselect_sources
 from seq2seq.modules.encoders import EncoderOutput
-from seq2seq.modules.transformer import TransformerMemory, TransformerState
+from seq2seq.modules.transformer import TransformerMemory
+
+
+@dataclass(frozen=True)
+class GraphTransformerState:
+    """A Transformer decoder's state between steps of the exported graph: the cache as
+    the graph's tensors (the PyTorch decoder keeps buffers instead,
+    :class:`~seq2seq.modules.transformer.TransformerState`).
+
+    Attributes:
+        keys, values: (layers, rows, heads, t, d_k) the graph's ``self_k_out`` / ``self_v_out``.
+        source: the rows' sources' cross-attention memory; beam: rows per source.
+    """
+
+    keys: Tensor
+    values: Tensor
+    source: TransformerMemory
+    beam: int = 1
+
+    def reorder(self, index: Tensor, beam: Optional[int] = None) -> "GraphTransformerState":
+        """Select / reorder / repeat rows (see :meth:`DecoderState.reorder`)."""
+        beam = self.beam if beam is None else beam
+        return GraphTransformerState(self.keys.index_select(1, index), self.values.index_select(1, index),
+                                     reselect_sources(self.source, index, self.beam, beam), beam)
 
 
 def session(path: Path, threads: int):
@@ -74,8 +99,8 @@ class OnnxDecoder:
         self.graph, self.hidden_size = graph, hidden_size
         self.rows = [n.removesuffix("_out") for n in graph.outputs if n.endswith("_out")]
 
-    def step(self, prev_tokens: Tensor, state: DecoderState | TransformerState
-             ) -> tuple[Tensor, DecoderState | TransformerState, Optional[Tensor]]:
+    def step(self, prev_tokens: Tensor, state: DecoderState | GraphTransformerState
+             ) -> tuple[Tensor, DecoderState | GraphTransformerState, Optional[Tensor]]:
         """One decoder step in onnxruntime.
 
         Args:
@@ -85,11 +110,11 @@ class OnnxDecoder:
         Returns:
             logits (rows, V), the new state, attention (rows, src_len) or None.
         """
-        if isinstance(state, TransformerState):
+        if isinstance(state, GraphTransformerState):
             out = self.graph({"prev": prev_tokens, "self_k": state.keys, "self_v": state.values,
                               "mask": state.source.mask, "cross_k": state.source.keys,
                               "cross_v": state.source.values})
-            return out["logits"], TransformerState(out["self_k_out"], out["self_v_out"], state.source,
+            return out["logits"], GraphTransformerState(out["self_k_out"], out["self_v_out"], state.source,
                                                    state.beam), out["attention"]
         h, c = state.hidden if isinstance(state.hidden, tuple) else (state.hidden, None)
         tensors = {"prev": prev_tokens, "h": h, "c": c, "feed": state.feed, "coverage": state.coverage,
@@ -126,7 +151,7 @@ class OnnxEncoderDecoder(nn.Module):
                    manifest["config"]["model"]["decoder"]["hidden_size"], threads)
 
     def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor
-               ) -> tuple[None, DecoderState | TransformerState]:
+               ) -> tuple[None, DecoderState | GraphTransformerState]:
         """The decoder's start state for a source batch.
 
         Args:
@@ -141,7 +166,7 @@ class OnnxEncoderDecoder(nn.Module):
         if "cross_k" in out:
             keys = out["cross_k"]                                 # (layers, batch, heads, S, d_k)
             empty = keys.new_zeros(*keys.shape[:3], 0, keys.size(-1))
-            return None, TransformerState(empty, empty, TransformerMemory(out["mask"], keys, out["cross_v"]))
+            return None, GraphTransformerState(empty, empty, TransformerMemory(out["mask"], keys, out["cross_v"]))
         hidden = (out["h"], out["c"]) if "c" in out else out["h"]
         source = SourceMemory(out.get("mask", src_mask), out.get("states"), out.get("keys"), out.get("memory_proj"),
                               out.get("context"))

@@ -13,10 +13,11 @@ same interfaces as the recurrent ones, so the two families swap by a config line
   so a recurrent decoder's bridge can start from it.
 - :class:`TransformerDecoder`: masked self-attention, cross-attention over the encoder
   states and a feed-forward block per layer (sec. 3.1).  Search decodes it
-  incrementally: each step appends one position's self-attention keys and values to
-  the state (:class:`TransformerState`) and attends over them, so a step costs O(t)
-  and a sentence O(t^2) attention work but O(t) products, not O(t^2); the
-  cross-attention keys and values are projected once per source
+  incrementally: each step writes one position's self-attention keys and values into
+  the state's buffers (:class:`KeyValueCache`, in place: no copy of the cache per step)
+  and attends over them, so a step costs O(t) attention work and O(1) products, not a
+  rerun of the prefix; beam search's reorder copies the cache once per step, as it
+  must.  The cross-attention keys and values are projected once per source
   (:class:`TransformerMemory`) and shared by all hypotheses of that source.
 
 Padding: source padding is masked out of every attention; the causal mask keeps
@@ -247,29 +248,95 @@ class TransformerMemory:
                                  self.values.index_select(1, sources))
 
 
+class KeyValueCache:
+    """Each decoder layer's self-attention keys and values of a batch of prefixes, in
+    buffers with room for later positions, so a step writes one position in place
+    instead of copying the whole cache (``torch.cat``).
+
+    Args:
+        keys, values: per layer (rows, heads, capacity, d_k); positions 0 .. filled-1 written.
+        filled: positions written so far (t).
+        exact: buffers hold exactly ``filled`` positions and each step makes new ones by
+            concatenation (states built from tensors, as the exported step's: its graph
+            has no buffers to write into).
+
+    A state of length t writes position t into these buffers only while ``filled == t``
+    (no other state has extended the same prefix); otherwise, or without room, the step
+    copies the t positions into new buffers first (with room doubled), so a state is
+    never changed by extending it twice.
+    """
+
+    def __init__(self, keys: list[Tensor], values: list[Tensor], filled: int, exact: bool = False):
+        self.keys, self.values, self.filled, self.exact = keys, values, filled, exact
+
+    def writable(self, length: int, new: int) -> "KeyValueCache":
+        """Buffers in which positions ``length`` .. ``length + new - 1`` may be written:
+        these, or copies of their first ``length`` positions with room for 2 x (length + new)."""
+        if self.filled == length and self.keys[0].size(2) >= length + new:
+            return self
+        capacity = max(16, 2 * (length + new))
+
+        def grown(b: Tensor) -> Tensor:
+            out = b.new_empty(b.size(0), b.size(1), capacity, b.size(3))
+            out[:, :, :length] = b[:, :, :length]
+            return out
+
+        return KeyValueCache([grown(k) for k in self.keys], [grown(v) for v in self.values], length)
+
+    def select(self, index: Tensor, length: int) -> "KeyValueCache":
+        """The first ``length`` positions of the rows ``index`` (new_rows,), in new buffers
+        with room for one more (beam search reorders after every step)."""
+        if self.exact:
+            pick = lambda b: b[:, :, :length].index_select(0, index)  # noqa: E731
+        else:
+            def pick(b: Tensor) -> Tensor:
+                out = b.new_empty(index.numel(), b.size(1), length + 1, b.size(3))
+                torch.index_select(b[:, :, :length], 0, index, out=out[:, :, :length])
+                return out
+        return KeyValueCache([pick(k) for k in self.keys], [pick(v) for v in self.values], length, self.exact)
+
+
 @dataclass(frozen=True)
 class TransformerState:
     """The state of each hypothesis (row) after a target prefix of t tokens: the
     self-attention keys and values of the prefix (the cache), and its source's memory.
 
     Attributes:
-        keys, values: (layers, rows, heads, t, d_k) each layer's self-attention keys and
-            values of positions 0 .. t-1 (``<bos>`` first).
+        cache: the layers' keys and values of positions 0 .. t-1 (``<bos>`` first).
+        length: t.
         source: the rows' sources (sources = rows / beam).
         beam: rows per source (consecutive rows share a source).
     """
 
-    keys: Tensor
-    values: Tensor
+    cache: KeyValueCache
+    length: int
     source: TransformerMemory
     beam: int = 1
+
+    @classmethod
+    def from_tensors(cls, keys: Tensor, values: Tensor, source: TransformerMemory, beam: int = 1
+                     ) -> "TransformerState":
+        """A state with the cache given as tensors keys, values: (layers, rows, heads, t, d_k)
+        (the exported step's inputs); its steps concatenate (:class:`KeyValueCache` ``exact``)."""
+        return cls(KeyValueCache(list(keys.unbind(0)), list(values.unbind(0)), keys.size(3), exact=True),
+                   keys.size(3), source, beam)
+
+    @property
+    def keys(self) -> Tensor:
+        """(layers, rows, heads, t, d_k) the cached self-attention keys (a copy)."""
+        return torch.stack([k[:, :, :self.length] for k in self.cache.keys])
+
+    @property
+    def values(self) -> Tensor:
+        """(layers, rows, heads, t, d_k) the cached self-attention values (a copy)."""
+        return torch.stack([v[:, :, :self.length] for v in self.cache.values])
 
     def reorder(self, index: Tensor, beam: Optional[int] = None) -> "TransformerState":
         """Select / reorder / repeat rows (see :meth:`DecoderState.reorder`): the cache
         moves by row, the source memory is re-selected only when the set of sources changes."""
         beam = self.beam if beam is None else beam
         source = reselect_sources(self.source, index, self.beam, beam)
-        return TransformerState(self.keys.index_select(1, index), self.values.index_select(1, index), source, beam)
+        return TransformerState(self.cache.select(index, self.length), self.length, source, beam)
 
 
 class _DecoderLayer(nn.Module):
@@ -290,20 +357,32 @@ class _DecoderLayer(nn.Module):
 
         Args:
             x: (rows, T, d) the new positions' inputs.
-            past: the keys and values (rows, heads, t, d_k) of the t positions before
-                them (one step of search, T == 1), or None (the whole target, causal).
+            past: (keys, values, t): buffers (rows, heads, capacity, d_k) holding the t
+                positions before them (one step of search, T == 1), written in place at
+                t .. t+T-1 when capacity >= t + T, else concatenated; or None (the whole
+                target, causal).
             memory: the cross-attention keys and values (sources, heads, S, d_k), with
                 rows = sources x beam consecutive rows per source.
             memory_mask: (sources, S) True on real source tokens.
             want_weights: return the cross-attention weights.
 
         Returns:
-            (rows, T, d); the keys and values (rows, heads, t + T, d_k) of all positions so
-            far; the cross-attention weights (rows, T, S) averaged over heads, or None.
+            (rows, T, d); the buffers (rows, heads, >= t + T, d_k) holding the keys and values
+            of all positions so far; the cross-attention weights (rows, T, S) averaged over
+            heads, or None.
         """
         q, k, v = self.self_attn.project(self.norm1(x), 0, 3)
         if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+            past_k, past_v, t = past
+            if past_k.size(2) >= t + k.size(2):                  # room: write the new positions in place
+                past_k[:, :, t:t + k.size(2)], past_v[:, :, t:t + k.size(2)] = k, v
+                buffers = past_k, past_v
+                k, v = past_k[:, :, :t + k.size(2)], past_v[:, :, :t + k.size(2)]
+            else:                                                 # an exact cache (the exported step)
+                k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+                buffers = k, v
+        else:
+            buffers = k, v
         x = x + self.dropout(self.self_attn.attend(q, k, v, causal=past is None)[0])
         q = self.cross_attn.project(self.norm2(x), 0, 1)[0]                     # (rows, heads, T, d_k)
         rows, heads, steps, size = q.shape
@@ -316,7 +395,7 @@ class _DecoderLayer(nn.Module):
         if w is not None:
             w = w.reshape(rows, steps, -1)
         x = x + self.dropout(y)
-        return x + self.dropout(self.ff(self.norm3(x))), (k, v), w
+        return x + self.dropout(self.ff(self.norm3(x))), buffers, w
 
 
 class TransformerDecoder(nn.Module):
@@ -359,18 +438,20 @@ class TransformerDecoder(nn.Module):
         memory = encoded.outputs if self.memory_proj is None else self.memory_proj(encoded.outputs)
         kv = torch.stack([layer.cross_attn.project(memory, 1, 2) for layer in self.layers], dim=1)
         keys, values = kv[0], kv[1]                                # (layers, sources, heads, S, d_k)
-        empty = keys.new_zeros(*keys.shape[:3], 0, keys.size(-1))
-        return TransformerState(empty, empty, TransformerMemory(encoded.mask, keys, values))
+        empty = [keys.new_empty(*keys.shape[1:3], 0, keys.size(-1)) for _ in self.layers]
+        return TransformerState(KeyValueCache(empty, list(empty), 0), 0, TransformerMemory(encoded.mask, keys, values))
 
     def _run(self, tokens: Tensor, state: TransformerState, incremental: bool, want_weights: bool
              ) -> tuple[Tensor, TransformerState, Optional[Tensor]]:
         """tokens (rows, T) after the state's t positions -> logits (rows, T, V); with
         ``incremental`` the state after them (else None: a teacher-forced pass keeps no
         cache); the last layer's cross-attention weights (rows, T, S) or None."""
-        x = self.embed(tokens, state.keys.size(3))
+        t, new = state.length, tokens.size(1)
+        x = self.embed(tokens, t)
+        cache = state.cache.writable(t, new) if incremental and not state.cache.exact else state.cache
         keys, values, weights = [], [], None
         for i, layer in enumerate(self.layers):
-            past = (state.keys[i], state.values[i]) if incremental else None
+            past = (cache.keys[i], cache.values[i], t) if incremental else None
             last = i == len(self.layers) - 1
             x, (k, v), w = layer(x, past, (state.source.keys[i], state.source.values[i]), state.source.mask,
                                  want_weights and last)
@@ -381,7 +462,11 @@ class TransformerDecoder(nn.Module):
         logits = (F.linear(x, self.embed.embedding.weight, self.output_bias) if self.tied else self.output(x))
         if not incremental:
             return logits, None, weights
-        return logits, TransformerState(torch.stack(keys), torch.stack(values), state.source, state.beam), weights
+        if cache.exact:
+            cache = KeyValueCache(keys, values, t + new, exact=True)
+        else:
+            cache.filled = t + new                                 # written in place: these buffers hold t + new
+        return logits, TransformerState(cache, t + new, state.source, state.beam), weights
 
     def forward(self, tgt_in: Tensor, state: TransformerState, return_attention: bool = False
                 ) -> tuple[Tensor, Optional[Tensor]]:
