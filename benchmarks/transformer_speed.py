@@ -5,7 +5,7 @@ Decoding: ``--sentences`` random sources of ``--src-len`` tokens (vocabulary 8,0
 the preset's subwords) decoded with every output forced to exactly L tokens (``min_len``
 = ``max_len`` = L), for L in ``--lengths``, greedy and beam 5, batches of 64.  Training:
 ``--train-steps`` teacher-forced updates (Adam, dropout on) of 32 sentences with source
-and target lengths drawn from 10-40.  The weights are random: speed does not depend on
+and target lengths drawn from 10-40, batched by length (as a trainer's buckets do).  The weights are random: speed does not depend on
 what the model learnt, only on the lengths, which are forced.
 
 Run it against an older commit with the same script (it uses only APIs that commit has):
@@ -86,13 +86,16 @@ def train_speed(model, vocab, steps: int) -> float:
     """Target tokens (``<eos>`` counted) per second of teacher-forced updates."""
     g = torch.Generator().manual_seed(2)
     lengths = torch.randint(10, 41, (steps * 32, 2), generator=g)
+    # batches of similar lengths, as a trainer's length buckets make them (OpenNMT-py sorts its bucket too)
+    lengths = lengths[torch.argsort(lengths[:, 0] * 100 + lengths[:, 1])]
     src = [torch.randint(4, len(vocab), (int(a),), generator=g).tolist() for a, _ in lengths]
     tgt = [torch.randint(4, len(vocab), (int(b),), generator=g).tolist() for _, b in lengths]
     ds = ParallelDataset(src, tgt, vocab, vocab)
+    order = torch.randperm(steps, generator=g).tolist()
     optimizer = torch.optim.Adam(model.parameters(), 1e-4)
     model.train()
     tokens, seconds = 0, 0.0
-    for step in range(steps):
+    for i, step in enumerate(order):
         batch = ds.batch(list(range(step * 32, (step + 1) * 32)))
         start = time.perf_counter()
         logits = model(batch).logits
@@ -101,7 +104,7 @@ def train_speed(model, vocab, steps: int) -> float:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if step >= 3:                                            # the first updates warm the allocator
+        if i >= 3:                                               # the first updates warm the allocator
             seconds += time.perf_counter() - start
             tokens += int((batch.tgt_out != vocab.pad_id).sum())
     return tokens / seconds
@@ -142,7 +145,7 @@ def onmt_speed(env_dir: str, workdir: Path, args) -> dict:
             out = workdir / f"pred_beam{beam}_len{length}.txt"
             runs = time_onmt_translate(env_dir, checkpoint, str(src), str(out), args.threads,
                                        ["-beam_size", str(beam), "-min_length", str(length),
-                                        "-max_length", str(length)], args.repeats)
+                                        "-max_length", str(length), "-max_length_ratio", "0"], args.repeats)
             got = {len(line.split()) for line in out.read_text().splitlines()}
             if got != {length}:
                 raise RuntimeError(f"onmt output lengths {sorted(got)}, forced {length}")
