@@ -254,7 +254,8 @@ class KeyValueCache:
     instead of copying the whole cache (``torch.cat``).
 
     Args:
-        keys, values: per layer (rows, heads, capacity, d_k); positions 0 .. filled-1 written.
+        keys: per layer (rows, heads, capacity, d_k); positions 0 .. filled-1 written.
+        values: per layer, the same shape as keys.
         filled: positions written so far (t).
         exact: buffers hold exactly ``filled`` positions and each step makes new ones by
             concatenation (states built from tensors, as the exported step's: its graph
