@@ -131,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-batch-size", type=int, default=64, help="most inputs decoded together (1: no batching)")
     sv.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to share "
                                                                    "its batch, ms")
-    sv.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    sv.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: torch's choice minus one, at least 1: the server keeps a core)")
     sv.add_argument("--api-key-env", metavar="VAR", help="require 'Authorization: Bearer <key>', the key read "
                                                          "from environment variable VAR")
     from seq2seq.serve import Limits
