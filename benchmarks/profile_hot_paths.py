@@ -8,8 +8,8 @@ identical to OpenNMT-py's (``train_speed.IDENTICAL``) and the peers' common G2P 
 
 Each path runs ``--warmup`` untimed repetitions, then ``--steps`` under the profiler;
 the table lists the operators by their own CPU time, and the summary gives the share
-of the matrix products (``addmm``, ``mm``, ``bmm``, ``matmul`` kernels), i.e. how far
-from the FLOP bound the step is.  The weights are random (speed does not depend on
+of the matrix products (``addmm``, ``mm``, ``bmm``, ``baddbmm`` and the fused attention
+kernel), i.e. how far from the FLOP bound the step is.  The weights are random (speed does not depend on
 them; decoding lengths are capped at 40 as in decode_speed).
 
     python benchmarks/profile_hot_paths.py --paths train beam serve --threads 1
@@ -18,6 +18,7 @@ them; decoding lengths are capped at 40 as in decode_speed).
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -33,18 +34,18 @@ from seq2seq.data.batching import BucketSampler  # noqa: E402
 from seq2seq.search import DecodeOptions, decode_batch  # noqa: E402
 from train_speed import IDENTICAL, build_ours, common_data  # noqa: E402
 
-PRODUCTS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::_scaled_dot_product_flash_attention_for_cpu")
+PRODUCTS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm",
+            "aten::_scaled_dot_product_flash_attention_for_cpu")
 
 
 def workloads(dataset, sv, tv):
     """``name -> callable`` running one repetition of each hot path."""
     model, step = build_ours(IDENTICAL, sv, tv)
-    batches = BucketSampler(dataset.lengths(), 64, shuffle=True, seed=1, sort_key=dataset.sort_key()).batches(0)
-    counter = {"i": 0}
+    batches = itertools.cycle(BucketSampler(dataset.lengths(), 64, shuffle=True, seed=1,
+                                            sort_key=dataset.sort_key()).batches(0))
 
     def train():
-        step(dataset.batch(batches[counter["i"] % len(batches)]))
-        counter["i"] += 1
+        step(dataset.batch(next(batches)))
 
     beam5 = DecodeOptions(strategy="beam", beam_size=5, max_len=40, max_len_a=0.0, max_len_b=40)
     greedy = DecodeOptions(max_len=40, max_len_a=0.0, max_len_b=40)

@@ -5,8 +5,9 @@ Decoding: ``--sentences`` random sources of ``--src-len`` tokens (vocabulary 8,0
 the preset's subwords) decoded with every output forced to exactly L tokens (``min_len``
 = ``max_len`` = L), for L in ``--lengths``, greedy and beam 5, batches of 64.  Training:
 ``--train-steps`` teacher-forced updates (Adam, dropout on) of 32 sentences with source
-and target lengths drawn from 10-40, batched by length (as a trainer's buckets do).  The weights are random: speed does not depend on
-what the model learnt, only on the lengths, which are forced.
+and target lengths drawn from 10-40, batched by length (as a trainer's buckets do).  The
+weights are random: speed does not depend on what the model learnt, only on the
+lengths, which are forced.
 
 Run it against an older commit with the same script (it uses only APIs that commit has):
 
@@ -52,11 +53,15 @@ def build(vocab_size: int) -> tuple[EncoderDecoder, Vocabulary]:
     return EncoderDecoder.from_config(cfg, len(vocab), len(vocab)), vocab
 
 
+def decode_sources(sentences: int, src_len: int, vocab_size: int) -> list[list[int]]:
+    """The random sources every decoder here decodes (seed 1): ids 4 .. vocab_size-1."""
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(4, vocab_size, (sentences, src_len), generator=g).tolist()
+
+
 def decode_speed(model, vocab, sentences: int, src_len: int, length: int, beam: int, repeats: int) -> float:
     """Sentences per second, outputs forced to ``length`` tokens."""
-    g = torch.Generator().manual_seed(1)
-    src = torch.randint(4, len(vocab), (sentences, src_len), generator=g).tolist()
-    ds = ParallelDataset(src, None, vocab, vocab)
+    ds = ParallelDataset(decode_sources(sentences, src_len, len(vocab)), None, vocab, vocab)
     options = DecodeOptions(strategy="beam" if beam > 1 else "greedy", beam_size=beam, min_len=length,
                             max_len=length, max_len_a=0.0, max_len_b=length)
     best = float("inf")
@@ -74,8 +79,7 @@ def decode_speed(model, vocab, sentences: int, src_len: int, length: int, beam: 
 
 def free_outputs(model, vocab, sentences: int, src_len: int) -> list[list[int]]:
     """Greedy outputs of the decoding sources, lengths not forced (capped at 2 x src_len)."""
-    g = torch.Generator().manual_seed(1)
-    ds = ParallelDataset(torch.randint(4, len(vocab), (sentences, src_len), generator=g).tolist(), None, vocab, vocab)
+    ds = ParallelDataset(decode_sources(sentences, src_len, len(vocab)), None, vocab, vocab)
     options = DecodeOptions(max_len_a=2.0, max_len_b=1)
     with torch.no_grad():
         return [h[0].tokens for h in decode_batch(model, ds.batch(list(range(sentences))), vocab.bos_id,
@@ -112,10 +116,12 @@ def train_speed(model, vocab, steps: int) -> float:
 
 def onmt_speed(env_dir: str, workdir: Path, args) -> dict:
     """OpenNMT-py 3.5.1's Transformer of the same size (its own venv, ``../shared/peers``):
-    trained on the same random sentences (32 per update, Adam 1e-4), then decoding
-    the same sources with every output forced to L tokens (``-min_length`` =
-    ``-max_length`` = L), batches of 64.  Returns training tokens/s and sentences/s
-    per beam and length, each timing onmt's own translation time (loading excluded)."""
+    trained on random sentences drawn like ours (lengths 10-40, 32 per update, Adam 1e-4;
+    its own length buckets), then decoding the same sources with every output forced to L
+    tokens (``-min_length`` = ``-max_length`` = L, ``-max_length_ratio 0``: its default
+    caps outputs at 1.25 x the source + 5), batches of 64.  Returns training tokens/s and
+    sentences/s per beam and length, each timing onmt's own translation time (loading
+    excluded)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
     from onmt_speed import measure_onmt_training, time_onmt_translate, transformer_model
 
@@ -134,10 +140,8 @@ def onmt_speed(env_dir: str, workdir: Path, args) -> dict:
     train = measure_onmt_training(env_dir, str(workdir), steps=args.train_steps, batch_size=32,
                                   threads=args.threads, paths=paths, learning_rate=1e-4,
                                   model=transformer_model(cfg.hidden_size, cfg.heads, cfg.ff_size, cfg.layers))
-    g = torch.Generator().manual_seed(1)
     src = workdir / "test.src"
-    src.write_text("".join(word(s) + "\n" for s in torch.randint(4, 8000, (args.sentences, args.src_len),
-                                                                   generator=g).tolist()))
+    src.write_text("".join(word(s) + "\n" for s in decode_sources(args.sentences, args.src_len, 8000)))
     result = {"train_tokens_per_s": train["tok_per_s"], "params": train["params"], "decode_sentences_per_s": {}}
     checkpoint = str(workdir / "run" / f"model_step_{args.train_steps + 1}.pt")
     for beam in args.beams:

@@ -282,6 +282,7 @@ def measure_onmt_training(env_dir: str, workdir: str, steps: int = 300,
     run_dir = os.path.join(workdir, "run")
     os.makedirs(run_dir, exist_ok=True)
     paths = write_data(workdir) if paths is None else paths
+    cell = cell if model is None else None                      # a model block given: no RNN cell
     model = rnn_model(cell) if model is None else model
     cfg_path = os.path.join(workdir, "onmt.yaml")
     with open(cfg_path, "w", encoding="utf-8") as f:
@@ -316,10 +317,10 @@ def time_onmt_translate(env_dir: str, checkpoint: str, src: str, output: str, th
     cmd = [os.path.join(env_dir, "bin", "python"), "-c", launcher, str(threads), "-model", checkpoint,
            "-src", src, "-output", output, "-batch_size", "64", "-batch_type", "sents", "-gpu", "-1",
            "-report_time", *options]
-    runs = []
+    env, runs = onmt_env(env_dir, threads), []
     for _ in range(repeats):
         start = time.perf_counter()
-        proc = subprocess.run(cmd, env=onmt_env(env_dir, threads), capture_output=True, text=True)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise RuntimeError(f"onmt_translate failed:\n{proc.stderr[-2000:]}")

@@ -272,8 +272,9 @@ class KeyValueCache:
 
     def writable(self, length: int, new: int) -> "KeyValueCache":
         """Buffers in which positions ``length`` .. ``length + new - 1`` may be written:
-        these, or copies of their first ``length`` positions with room for 2 x (length + new)."""
-        if self.filled == length and self.keys[0].size(2) >= length + new:
+        these, or copies of their first ``length`` positions with room for 2 x (length + new);
+        an ``exact`` cache is returned as it is (its steps concatenate)."""
+        if self.exact or (self.filled == length and self.keys[0].size(2) >= length + new):
             return self
         capacity = max(16, 2 * (length + new))
 
@@ -449,7 +450,7 @@ class TransformerDecoder(nn.Module):
         cache); the last layer's cross-attention weights (rows, T, S) or None."""
         t, new = state.length, tokens.size(1)
         x = self.embed(tokens, t)
-        cache = state.cache.writable(t, new) if incremental and not state.cache.exact else state.cache
+        cache = state.cache.writable(t, new) if incremental else state.cache
         keys, values, weights = [], [], None
         for i, layer in enumerate(self.layers):
             past = (cache.keys[i], cache.values[i], t) if incremental else None
