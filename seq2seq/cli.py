@@ -188,7 +188,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--valid-books", nargs="+", default=None, metavar="BOOK", help="OSIS names (default Ruth Jonah Phil Titus)")
     b.add_argument("--test-books", nargs="+", default=None, metavar="BOOK", help="OSIS names (default Josh Eccl Gal 1John)")
     b.add_argument("--overwrite", action="store_true")
-    cb = dsub.add_parser("chatterbot", help="English dialog pairs from the chatterbot-corpus wheel (not installed)")
+    cb = dsub.add_parser("chatterbot", help="English dialog pairs read from the chatterbot-corpus wheel "
+                                                    "(downloaded with pip download --no-deps, never pip-installed)")
     cb.add_argument("--out", required=True)
     cb.add_argument("--cache", default=str(Path.home() / ".cache" / "seq2seq" / "chatterbot"),
                     help="where the wheel is downloaded (default ~/.cache/seq2seq/chatterbot)")

@@ -7,6 +7,7 @@ plotting backend of a user's session or notebook.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 
@@ -100,7 +101,12 @@ def attention_figure(weights, source_tokens: list[str], output_tokens: list[str]
     if w.ndim != 2 or w.shape != (len(rows), len(source_tokens)):
         raise ValueError(f"attention of shape {w.shape} does not fit {len(output_tokens)} output and "
                          f"{len(source_tokens)} source tokens")
-    fig = _figure(figsize=(max(3.0, 0.45 * w.shape[1] + 1.5), max(2.5, 0.4 * w.shape[0] + 1.2)), dpi=100)
+    width = max(3.0, 0.45 * w.shape[1] + 1.5)
+    # a title wider than the figure would be cut at its edges: wrapped to the width instead
+    # (about 0.09 inch a character at matplotlib's default 12-point title)
+    title = "\n".join(textwrap.wrap(title, max(12, int(width / 0.09)), break_on_hyphens=False)) if title else ""
+    height = max(2.5, 0.4 * w.shape[0] + 1.2) + 0.2 * title.count("\n")
+    fig = _figure(figsize=(width, height), dpi=100)
     ax = fig.subplots()
     image = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(source_tokens)), source_tokens,
