@@ -185,8 +185,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the .deb files are downloaded and unpacked (default ~/.cache/seq2seq/sword)")
     b.add_argument("--modules", help="a SWORD data folder (with mods.d/) already holding both modules: no download")
     b.add_argument("--direction", default="en-es", choices=["en-es", "es-en"])
-    b.add_argument("--valid-books", nargs="+", default=None, metavar="BOOK", help="OSIS names (default Ruth Jonah Phil Titus)")
-    b.add_argument("--test-books", nargs="+", default=None, metavar="BOOK", help="OSIS names (default Josh Eccl Gal 1John)")
+    b.add_argument("--valid-books", nargs="+", default=None, metavar="BOOK",
+                   help="OSIS names (default Ruth Jonah Phil Titus)")
+    b.add_argument("--test-books", nargs="+", default=None, metavar="BOOK",
+                   help="OSIS names (default Josh Eccl Gal 1John)")
     b.add_argument("--overwrite", action="store_true")
     cb = dsub.add_parser("chatterbot", help="English dialog pairs read from the chatterbot-corpus wheel "
                                                     "(downloaded with pip download --no-deps, never pip-installed)")
@@ -472,7 +474,8 @@ def _cmd_plot_attention(args) -> None:
     record = records[args.index]
     hyps = record.get("hypotheses", [])
     if not 0 <= args.rank < len(hyps):
-        raise Seq2SeqError(f"{path}: source {args.index} has {len(hyps)} hypotheses; --rank {args.rank} is out of range")
+        raise Seq2SeqError(f"{path}: source {args.index} has {len(hyps)} hypotheses; "
+                           f"--rank {args.rank} is out of range")
     hyp = hyps[args.rank]
     if hyp.get("attention") is None:
         raise Seq2SeqError(f"{path}: source {args.index} has no attention (model without attention, or empty source)")

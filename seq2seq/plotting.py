@@ -45,7 +45,8 @@ def plot_curves(records: list[dict], path: Path, metric: str,
     if points:
         ax2.plot([r["step"] for r in points], [r[metric] for r in points], "o-", color="C2", ms=3)
     ax2.set_xlabel("step")
-    ax2.set_ylabel(f"valid {metric}" + (" (%)" if metric in ("wer", "per", "accuracy", "bleu", "chrf", "smape") else ""))
+    percent = metric in ("wer", "per", "accuracy", "bleu", "chrf", "smape")
+    ax2.set_ylabel(f"valid {metric}" + (" (%)" if percent else ""))
     ax2.grid(alpha=0.3)
     fig.tight_layout()
     _save(fig, path)
