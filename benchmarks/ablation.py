@@ -63,8 +63,8 @@ ROWS: dict[str, tuple[Path, list[str]]] = {
     "recipe, batch 128": (RECIPE, ["training.batch_size=128", "training.learning_rate=0.003"]),
     "recipe, 2-layer encoder": (RECIPE, ["model.encoder.layers=2"]),
     "recipe, encoder 384": (RECIPE, ["model.encoder.hidden_size=384"]),
-    # 0.3 was the recipe's dropout until 0.2 won at 15 minutes (ablation_recipe_*.json name this
-    # row "recipe" and the recipe of today "recipe, dropout 0.2")
+    # 0.3 was the recipe's dropout until 0.2 won at 15 minutes; ablation_recipe_*.json, run before
+    # the change, call this row "recipe" and today's recipe "recipe, dropout 0.2"
     "recipe, dropout 0.3": (RECIPE, ["model.encoder.dropout=0.3", "model.decoder.dropout=0.3"]),
     "recipe, no label smoothing": (RECIPE, ["training.label_smoothing=0.0"]),
     "recipe, plateau schedule": (RECIPE, ["training.scheduler=plateau", "training.plateau_patience=3"]),

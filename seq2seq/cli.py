@@ -191,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="OSIS names (default Josh Eccl Gal 1John)")
     b.add_argument("--overwrite", action="store_true")
     cb = dsub.add_parser("chatterbot", help="English dialog pairs read from the chatterbot-corpus wheel "
-                                                    "(downloaded with pip download --no-deps, never pip-installed)")
+                                            "(downloaded with pip download --no-deps, never pip-installed)")
     cb.add_argument("--out", required=True)
     cb.add_argument("--cache", default=str(Path.home() / ".cache" / "seq2seq" / "chatterbot"),
                     help="where the wheel is downloaded (default ~/.cache/seq2seq/chatterbot)")
