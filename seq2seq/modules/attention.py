@@ -132,20 +132,25 @@ class AdditiveAttention(Attention):
 
     def score(self, query: Tensor, keys: Tensor, coverage: Tensor | None = None) -> Tensor:
         q = self.query_layer(query)                                   # (B, Tq, A)
-        if q.size(1) == 1:                                            # one decoder step
-            z = (keys + q).unsqueeze(1)                               # (B, 1, S, A)
-        else:
-            z = keys.unsqueeze(1) + q.unsqueeze(2)                    # (B, Tq, S, A)
-        if coverage is not None:                                      # + w_c c_j (See et al. eq. 11)
-            z = z + coverage.unsqueeze(-1) * self.coverage_weight
         if torch.onnx.is_in_onnx_export():                            # onnxruntime: native Tanh, then v_a^T
+            z = keys.unsqueeze(1) + q.unsqueeze(2)
+            if coverage is not None:
+                z = z + coverage.unsqueeze(-1) * self.coverage_weight
             return self.energy(torch.tanh(z)).squeeze(-1)
-        s = z.mul_(2).sigmoid_()                                      # sigmoid(2z), in place
+        # 2z in one pass, (B, Tq, S, A): doubling is exact, so 2q + 2k_j = 2(q + k_j) bit for bit
+        z = torch.add((2 * q).unsqueeze(2), keys.unsqueeze(1), alpha=2)
+        if coverage is not None:                                      # + w_c c_j (See et al. eq. 11)
+            z = z + coverage.unsqueeze(-1) * (2 * self.coverage_weight)
+        s = z.sigmoid_()                                              # sigmoid(2z), in place
         v = self.energy.weight[0].to(s.dtype)
-        # v_a^T tanh(z) = 2 v_a^T sigmoid(2z) - sum(v_a), as multiply-and-sum: a
-        # (.., A) x (A, 1) product's backward is an outer product that BLAS runs
-        # several times slower than this on CPU.
-        return (s * (2 * v)).sum(-1) - v.sum()                        # (B, Tq, S)
+        # v_a^T tanh(z) = 2 v_a^T sigmoid(2z) - sum(v_a).  With gradients, as multiply-and-sum:
+        # a (.., A) x (A, 1) product's backward is an outer product that BLAS runs several
+        # times slower than this on CPU; without them (decoding), one matrix-vector product.
+        if torch.is_grad_enabled() and (s.requires_grad or v.requires_grad):
+            energy = (s * (2 * v)).sum(-1)
+        else:
+            energy = torch.matmul(s, 2 * v)
+        return energy - v.sum()                                       # (B, Tq, S)
 
 
 def build_attention(kind: str, query_size: int, memory_size: int, attention_size: int | None,
