@@ -18,6 +18,7 @@ machine's timings vary by +-20% from run to run, so every decoder (ours and
 OpenNMT-py's) is timed ``--repeats`` times and the fastest run is reported.
 
     python benchmarks/decode_speed.py [--train-steps 2000] [--threads 2] [--json FILE]
+    python benchmarks/decode_speed.py --threads 2 --models identical --kinds onnx_fp32 onnx_int8 --skip-onmt
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from train_speed import IDENTICAL, build_ours, common_data  # noqa: E402
 
 TEST = HERE.parent.parent / "shared" / "data" / "g2p-cmudict-g014b2b" / "g014b2b.ref"
 MAX_LEN = 40
+KINDS = ["fp32", "bf16", "onnx_fp32", "onnx_int8"]
 
 
 def test_words() -> list[str]:
@@ -144,6 +146,11 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per decoder; the fastest is reported")
     p.add_argument("--skip-onmt", action="store_true")
     p.add_argument("--skip-onnx", action="store_true", help="no onnxruntime rows (fp32 and int8 exports)")
+    p.add_argument("--models", nargs="+", choices=["identical", "default"], default=["identical", "default"],
+                   help="our models to train and decode")
+    p.add_argument("--kinds", nargs="+", choices=KINDS, default=KINDS,
+                   help="decoding paths (fp32 always runs: the agreement is counted against it; bf16 only on "
+                        "the identical model)")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -153,9 +160,11 @@ def main(argv=None) -> None:
     results: dict = {}
     default_cfg = load_config(HERE.parent / "configs" / "g2p_cmudict.yaml").model
     for name, cfg in (("identical", IDENTICAL), ("default", default_cfg)):
+        if name not in args.models:
+            continue
         model = train_ours(cfg, dataset, sv, tv, args.train_steps)
-        kinds = ["fp32"] + (["bf16"] if name == "identical" else []) + ([] if args.skip_onnx else
-                                                                         ["onnx_fp32", "onnx_int8"])
+        kinds = [k for k in KINDS if (k == "fp32" or k in args.kinds) and (k != "bf16" or name == "identical")
+                 and not (args.skip_onnx and k.startswith("onnx"))]
         for kind in kinds:
             row = name if kind == "fp32" else f"{name}_{kind}"
             results[row] = {mode: decode_row(model, kind, words, sv, tv, beam, args.repeats, args.threads)
@@ -185,7 +194,8 @@ def main(argv=None) -> None:
     for name, r in results.items():
         print(f"{name:24s} {r['greedy']['words_per_s']:>11,.0f} {r['greedy'].get('wer', float('nan')):>6.2f} "
               f"{r['beam5']['words_per_s']:>11,.0f} {r['beam5'].get('wer', float('nan')):>6.2f}")
-    for name in [n for n in results if n.startswith("identical_onnx")] + (["onmt"] if "onmt" in results else []):
+    for name in [n for n in results if n.startswith("identical_onnx")] + (["onmt"] if "identical" in results
+                                                                         and "onmt" in results else []):
         base = results["identical"]
         print(f"{name} / identical (PyTorch fp32): greedy "
               f"{results[name]['greedy']['words_per_s'] / base['greedy']['words_per_s']:.2f}x, beam-5 "

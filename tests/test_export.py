@@ -260,3 +260,13 @@ def test_exported_directories_form_an_ensemble(exported):
     b = pair.predict(SOURCES, with_scores=True, beam=3)
     assert [p.text for ps in a for p in ps] == [p.text for ps in b for p in ps]
     assert [p.score for ps in a for p in ps] == pytest.approx([p.score for ps in b for p in ps], abs=1e-4)
+
+
+def test_runtime_threads_sleep_between_runs(exported):
+    """The search runs torch operations between two decoder steps; spinning onnxruntime
+    threads would take the cores those need (3-4x slower at 2 threads on 2 cores)."""
+    from seq2seq.export.runtime import session
+
+    sess = session(exported["gru_luong_general"][1] / "decoder_step.onnx", threads=2)
+    assert sess.get_session_options().intra_op_num_threads == 2
+    assert sess.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
