@@ -270,3 +270,27 @@ def test_runtime_threads_sleep_between_runs(exported):
     sess = session(exported["gru_luong_general"][1] / "decoder_step.onnx", threads=2)
     assert sess.get_session_options().intra_op_num_threads == 2
     assert sess.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_the_search_runs_on_one_torch_thread_around_onnxruntime(exported):
+    """Between two graph steps the search's torch operations take one thread, leaving the
+    cores to onnxruntime's; torch's thread count is restored afterwards."""
+    model = Seq2Seq.load(exported["gru_luong_general"][1])
+    graphs = model.model
+    step = graphs.decoder.step
+    seen = []
+
+    def counting_step(prev, state):
+        seen.append(torch.get_num_threads())
+        return step(prev, state)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        graphs.decoder.step = counting_step
+        assert model.predict(SOURCES, beam=3) and model.predict(SOURCES, beam=1)
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        graphs.decoder.step = step
+        torch.set_num_threads(before)

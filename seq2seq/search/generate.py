@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Optional
+
 import torch
 
 from seq2seq.data.batching import Batch, BucketSampler
@@ -10,15 +13,38 @@ from seq2seq.search.common import NBest, DecodeOptions
 from seq2seq.search.greedy import greedy_search, sample
 
 
+@contextlib.contextmanager
+def torch_threads(threads: Optional[int]):
+    """Run the block with at most ``threads`` torch intra-op threads (None: unchanged),
+    then restore the previous count."""
+    before = torch.get_num_threads()
+    if threads is None or threads >= before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @torch.no_grad()
 def decode_batch(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeOptions) -> NBest:
     """Decode one batch with ``options.strategy`` (greedy, beam or sample).
 
-    Beam search with ``beam_size == 1`` is greedy decoding and runs as such.
+    Beam search with ``beam_size == 1`` is greedy decoding and runs as such.  A model
+    whose steps run outside torch says how many threads the search's own torch
+    operations should take in its ``search_threads`` attribute (onnxruntime graphs: 1,
+    so that the runtime's threads keep the cores); others leave torch's count alone.
 
     Returns:
         Per sentence of the batch, its hypotheses best first.
     """
+    with torch_threads(getattr(model, "search_threads", None)):
+        return _decode_in_precision(model, batch, bos_id, eos_id, options)
+
+
+def _decode_in_precision(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeOptions) -> NBest:
     if options.precision == "bf16":
         with torch.autocast(batch.src.device.type, dtype=torch.bfloat16):
             return _decode(model, batch, bos_id, eos_id, options)
