@@ -17,7 +17,7 @@ asyncio coroutines of this process on plain sockets (a light load generator, so 
 ("no batching"); OpenNMT-py's with ``batch_size 64`` and the same beam.
 
     python benchmarks/serve_load.py [--onmt-env DIR] [--train-steps 2000] [--seconds 10]
-        [--clients 1 8 32 128] [--beams 1 5] [--json FILE]
+        [--clients 1 8 32 128] [--beams 1 5] [--exported fp32 int8] [--json FILE]
 """
 
 from __future__ import annotations
@@ -150,6 +150,14 @@ def train_ours(workdir: Path, steps: int) -> Path:
     return run
 
 
+def export_ours(run: Path, out: Path, kind: str) -> Path:
+    """``seq2seq export`` of ``run``'s last checkpoint to ``out`` (``kind``: fp32 or int8)."""
+    subprocess.run([sys.executable, "-m", "seq2seq", "export", str(run), "--format", "onnx", "--out", str(out),
+                    "--checkpoint", "last", "--overwrite", *(["--quantize", "int8"] if kind == "int8" else [])],
+                   check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
 def start_ours(run: Path, port: int, threads: int, max_batch_size: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "seq2seq", "serve", f"g2p={run}", "--port", str(port), "--threads", str(threads),
            "--max-batch-size", str(max_batch_size), "--max-wait-ms", "5", "--checkpoint", "last"]
@@ -187,6 +195,8 @@ def main(argv=None) -> None:
     p.add_argument("--beams", type=int, nargs="+", default=[1, 5])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "seq2seq_serve_load"))
+    p.add_argument("--exported", nargs="*", choices=["fp32", "int8"], default=[],
+                   help="also serve our run's ONNX export (seq2seq export, fp32 and/or int8), with batching")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     workdir = Path(args.workdir)
@@ -196,17 +206,20 @@ def main(argv=None) -> None:
     onmt = Path(args.onmt_env, "bin", "onmt_server").exists()
     if not onmt:
         print(f"[onmt] no onmt_server in {args.onmt_env!r} (set --onmt-env or ONMT_ENV); skipped", file=sys.stderr)
-    servers = [("seq2seq, batching", 64), ("seq2seq, no batching", 1)] + ([("OpenNMT-py onmt_server", None)] if onmt else [])
+    servers = [("seq2seq, batching", 64, run), ("seq2seq, no batching", 1, run)]
+    for kind in args.exported:
+        servers.append((f"seq2seq, batching, ONNX {kind}", 64, export_ours(run, workdir / f"onnx_{kind}", kind)))
+    servers += [("OpenNMT-py onmt_server", None, None)] if onmt else []
     results = []
     for beam in args.beams:
-        for name, max_batch in servers:
+        for name, max_batch, served in servers:
             port = free_port()
             if max_batch is None:
                 proc = start_onmt(args.onmt_env, workdir, args.train_steps, port, args.threads, beam)
                 requests = [http_post("/translator/translate", port,
                                       json.dumps([{"src": " ".join(w), "id": 100}]).encode()) for w in words]
             else:
-                proc = start_ours(run, port, args.threads, max_batch)
+                proc = start_ours(served, port, args.threads, max_batch)
                 body = {} if beam == 1 else {"beam": beam}
                 requests = [http_post("/v1/models/g2p/predict", port,
                                       json.dumps({"inputs": [" ".join(w)], **body}).encode()) for w in words]
