@@ -61,8 +61,9 @@ def score_oracle(kind, att, q, h):
     return dot(v, [math.tanh(x) for x in pre])
 
 
+@pytest.mark.parametrize("grad", [True, False], ids=["training", "decoding"])  # additive: two energy paths
 @pytest.mark.parametrize("kind", ["dot", "general", "additive", "concat"])
-def test_attention_scores_weights_and_context_follow_the_papers(kind):
+def test_attention_scores_weights_and_context_follow_the_papers(kind, grad):
     torch.manual_seed(0)
     Q, M = 4, (4 if kind == "dot" else 3)
     att = {"dot": lambda: DotAttention(Q, M), "general": lambda: GeneralAttention(Q, M),
@@ -70,8 +71,9 @@ def test_attention_scores_weights_and_context_follow_the_papers(kind):
     memory = torch.randn(2, 3, M)
     query = torch.randn(2, 2, Q)                                      # two query positions per sentence
     mask = torch.tensor([[True, True, True], [True, True, False]])   # sentence 2 has 2 real tokens
-    keys = att.precompute(memory)
-    context, weights = att(query, keys, memory, mask)
+    with torch.set_grad_enabled(grad):
+        keys = att.precompute(memory)
+        context, weights = att(query, keys, memory, mask)
     for b, n_real in enumerate((3, 2)):
         for t in range(2):
             q = L(query[b, t])
