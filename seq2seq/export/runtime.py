@@ -51,9 +51,9 @@ class GraphTransformerState:
 def session(path: Path, threads: int):
     """An onnxruntime CPU session with ``threads`` intra-op threads, which sleep between
     runs instead of spinning: the search runs torch operations between two decoder
-    steps, and spinning pool threads take the cores those need (measured at 2 threads
-    on 2 cores, 3,000 words: greedy 735-1,030 words/s spinning, 2,427-3,378 not;
-    beam 5 395-537 against 927-1,196)."""
+    steps, and spinning pool threads take the cores those need (``benchmarks/onnx_threads.py``,
+    2 threads on 2 cores, fp32: greedy 822-936 words/s spinning, 2,276-3,477 not;
+    beam 5 360-436 against 839-1,230)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -142,9 +142,9 @@ class OnnxEncoderDecoder(nn.Module):
 
     The search's own torch operations between two steps (top-k, reordering) run on one
     thread (``search_threads``, read by :func:`seq2seq.search.decode_batch`): with torch's
-    threads idle, onnxruntime's have the cores (2 threads on 2 cores, 4,000 words, three
-    rounds: fp32 greedy 2,715-3,811 words/s against 1,947-2,422 with torch at 2 threads,
-    beam 5 961-1,018 against 842-866; int8 unchanged within the noise).
+    threads idle, onnxruntime's have the cores (``benchmarks/onnx_threads.py``, 2 threads
+    on 2 cores, three rounds, beam 5: fp32 1,069-1,496 words/s against 839-1,230 with torch
+    at 2 threads, int8 1,135-1,554 against 1,025-1,354; faster in every round).
     """
 
     search_threads = 1

@@ -41,14 +41,10 @@ def decode_batch(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeO
         Per sentence of the batch, its hypotheses best first.
     """
     with torch_threads(getattr(model, "search_threads", None)):
-        return _decode_in_precision(model, batch, bos_id, eos_id, options)
-
-
-def _decode_in_precision(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeOptions) -> NBest:
-    if options.precision == "bf16":
-        with torch.autocast(batch.src.device.type, dtype=torch.bfloat16):
-            return _decode(model, batch, bos_id, eos_id, options)
-    return _decode(model, batch, bos_id, eos_id, options)
+        if options.precision == "bf16":
+            with torch.autocast(batch.src.device.type, dtype=torch.bfloat16):
+                return _decode(model, batch, bos_id, eos_id, options)
+        return _decode(model, batch, bos_id, eos_id, options)
 
 
 def _decode(model, batch: Batch, bos_id: int, eos_id: int, options: DecodeOptions) -> NBest:
