@@ -14,7 +14,11 @@ With ``--evaluate-only`` an existing run directory is scored without training.
 all the runs (token-level knowledge distillation; ``--student-set`` overrides, e.g.
 ``distillation.weight=0.7`` or ``distillation.sequence_level=true``), ``--jobs`` at a
 time, and scores the first student, the students' ensemble and the ensemble of every
-run and student.
+run and student.  With ``--student-set distillation.top_k=K`` the teachers' top-K
+distributions are computed once (``RUN.teacher-topk.safetensors``, its minutes counted in
+the wall clock) and every student reads them instead of running the teachers in its step.
+``--reuse-teachers`` skips the runs' training (an earlier call's, recorded in ``--json``;
+their minutes are carried over into the wall clock) and trains only the students.
 
 ``--ensemble N`` trains N runs that differ only in their seed (``RUN``, ``RUN_seed2``,
 ...; ``--jobs J`` at a time, each with the full budget, each a ``seq2seq train`` process
@@ -25,6 +29,7 @@ as an ensemble.
 
     python benchmarks/g2p_benchmark.py [--minutes 48] [--set KEY=VALUE ...] [--run runs/bench_g2p]
         [--config configs/g2p_g014b2b_large.yaml] [--ensemble N] [--average K] [--jobs J]
+        [--students S --student-minutes M [--student-set KEY=VALUE ...] [--reuse-teachers]]
     python benchmarks/g2p_benchmark.py --evaluate-only --run runs/bench_g2p [--ensemble N] [--average K]
 """
 
@@ -131,9 +136,31 @@ def train_students(config: str, overrides: list[str], teachers: list[str], stude
                      for k, student in enumerate(students)], students, jobs, "distilling")
 
 
-def main(argv=None) -> None:
+def student_top_k(config: str, overrides: list[str], teachers: list[str], path: str) -> float | None:
+    """With ``distillation.top_k`` in the students' ``overrides``: the teachers' top-k over the
+    training rows computed once, in this process, into ``path`` (which every student then
+    reads).  Returns its wall-clock minutes, or None without ``top_k``."""
+    from seq2seq.distill import top_k_store
+
+    student = load_config(config, [*overrides, "distillation.teachers=" + json.dumps(teachers),
+                                   f"distillation.top_k_file={path}"])
+    if not (student.distillation.top_k and student.distillation.weight > 0):
+        return None
+    start = time.time()
+    top_k_store(student)
+    return round((time.time() - start) / 60, 1)
+
+
+def average_runs(runs: list[str], k: int) -> None:
+    """Each run's last ``k`` validation checkpoints averaged into its ``averaged`` checkpoint."""
     from seq2seq.checkpoint import average_checkpoints, kept_checkpoints
 
+    for run in runs:
+        folder = Path(run) / "checkpoints"
+        average_checkpoints(kept_checkpoints(folder)[-k:], folder / "averaged")
+
+
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=48.0, help="training wall-clock budget (per run)")
     p.add_argument("--run", default="runs/bench_g2p")
@@ -151,6 +178,8 @@ def main(argv=None) -> None:
     p.add_argument("--student-minutes", type=float, default=None, help="each student's budget (default --minutes)")
     p.add_argument("--student-set", nargs="*", action="extend", default=[], dest="student_overrides",
                    help="overrides for the students only, e.g. distillation.weight=0.7")
+    p.add_argument("--reuse-teachers", action="store_true", help="take the runs an earlier call trained (their "
+                   "minutes from --json) and train only the students")
     p.add_argument("--evaluate-only", action="store_true", help="score the existing run directories")
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "g2p_benchmark.json"))
     args = p.parse_args(argv)
@@ -160,7 +189,7 @@ def main(argv=None) -> None:
     runs = run_dirs(args.run, args.ensemble)
     students = [args.run + "_student"] + [f"{args.run}_student_seed{k + 1}" for k in range(1, args.students)] \
         if args.students else []
-    student_minutes = None
+    student_minutes = top_k_minutes = None
     previous = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
     if args.evaluate_only:
         run_minutes = previous.get("train_minutes_each", [previous.get("train_minutes_per_run",
@@ -178,18 +207,32 @@ def main(argv=None) -> None:
         for k in range(len(runs)):  # a bad config or override fails here, before any training starts
             load_config(args.config, [*overrides, f"seed={seed + k}"])
         start = time.time()
-        run_minutes = train_runs(args.config, overrides, runs, seed, args.jobs)
+        if args.reuse_teachers:
+            if previous.get("runs") != runs or not all((Path(r) / "checkpoints" / "best.json").is_file() for r in runs):
+                sys.exit(f"--reuse-teachers: {args.json} does not record the trained runs {runs}")
+            run_minutes = previous["train_minutes_each"]
+            teacher_wall = previous.get("teacher_minutes_wall", previous["train_minutes_wall"]
+                                        - max(previous.get("student_minutes_each") or [0]))
+        else:
+            run_minutes = train_runs(args.config, overrides, runs, seed, args.jobs)
+            teacher_wall = (time.time() - start) / 60
+        if args.average:                            # before the students: distillation.checkpoint=averaged can use them
+            average_runs(runs, args.average)
+        start = time.time()
         if students:
             minutes = args.student_minutes or args.minutes
             student_overrides = [o for o in overrides if not o.startswith("training.keep_checkpoints")] + [
                 f"training.max_minutes={minutes}", *args.student_overrides]
+            store = f"{args.run}.teacher-topk.safetensors"
+            top_k_minutes = student_top_k(args.config, student_overrides, runs, store)
+            if top_k_minutes is not None:
+                student_overrides.append(f"distillation.top_k_file={store}")
             student_minutes = train_students(args.config, student_overrides, runs, students, args.jobs)
-        wall_minutes = round((time.time() - start) / 60, 1)
+        teacher_wall = round(teacher_wall, 1)
+        wall_minutes = round(teacher_wall + (time.time() - start) / 60, 1)
     train_minutes = max(run_minutes)
     if args.average:
-        for run in runs:
-            folder = Path(run) / "checkpoints"
-            average_checkpoints(kept_checkpoints(folder)[-args.average:], folder / "averaged")
+        average_runs(runs + students, args.average)
     systems = [("single model", runs[:1], "best")]
     if args.average:
         systems.append((f"single model, last {args.average} checkpoints averaged", runs[:1], "averaged"))
@@ -198,10 +241,13 @@ def main(argv=None) -> None:
         if args.average:
             systems.append((f"ensemble of {len(runs)} seeds, each averaged", runs, "averaged"))
     if students:
+        last = "averaged" if args.average else "best"
         systems.append(("distilled student", students[:1], "best"))
+        if args.average:
+            systems.append((f"distilled student, last {args.average} checkpoints averaged", students[:1], last))
         if len(students) > 1:
-            systems.append((f"ensemble of {len(students)} students", students, "best"))
-        systems.append((f"ensemble of {len(runs)} seeds and {len(students)} students", runs + students, "best"))
+            systems.append((f"ensemble of {len(students)} students", students, last))
+        systems.append((f"ensemble of {len(runs)} seeds and {len(students)} students", runs + students, last))
     scores: dict = {}
     for system, members, checkpoint in systems:
         model = Seq2Seq.load(members[0] if len(members) == 1 else members, checkpoint)
@@ -214,7 +260,9 @@ def main(argv=None) -> None:
             print(f"[{system}, {name}] {scores[system][name]}", file=sys.stderr)
     single = Seq2Seq.load(runs[0])
     out = {"systems": scores, "test_words": results["sentences"], "train_minutes_each": run_minutes,
-           "train_minutes_wall": wall_minutes, "jobs": args.jobs, "steps": [last_step(run) for run in runs],
+           "train_minutes_wall": wall_minutes, "teacher_minutes_wall": previous.get("teacher_minutes_wall")
+           if args.evaluate_only else teacher_wall, "teachers_reused": args.reuse_teachers,
+           "top_k_minutes": top_k_minutes, "jobs": args.jobs, "steps": [last_step(run) for run in runs],
            "students": students, "student_minutes_each": student_minutes,
            "student_steps": [last_step(run) for run in students],
            "valid_wer": {run: valid_curve(run) for run in runs + students},

@@ -17,6 +17,7 @@ update of their union.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -137,18 +138,22 @@ class SequenceCriterion:
 
 
 def distillation_kl(student_logits: Tensor, teacher_log_probs: Tensor, tgt_mask: Tensor,
-                    temperature: float = 1.0) -> Tensor:
+                    temperature: float = 1.0, teacher_ids: Optional[Tensor] = None) -> Tensor:
     """Token-level distillation term, Hinton et al. 2015 (sec. 2) / Kim & Rush 2016 (eq. 5):
     ``T^2 * sum_t KL(q_t || p_t)`` over real target positions, where ``q_t`` is the teachers'
     distribution at temperature T and ``p_t = softmax(z_t / T)`` the student's.  The T^2 keeps
     the gradient's scale independent of T.  Up to the teachers' entropy (a constant) it is
-    the cross-entropy of the student against the teachers' soft targets.
+    the cross-entropy of the student against the teachers' soft targets.  With
+    ``teacher_ids``, ``q_t`` lives on those k tokens only (top-K distillation, Tan et al.
+    2019: :class:`~seq2seq.teachers.TeacherTopK`) and ``p_t`` is still the student's full softmax.
 
     Args:
         student_logits: (batch, tgt_len, V) the student's unnormalised scores z.
-        teacher_log_probs: (batch, tgt_len, V) log q, already at temperature T.
+        teacher_log_probs: (batch, tgt_len, V) log q, already at temperature T; or
+            (batch, tgt_len, k) over ``teacher_ids``.
         tgt_mask: (batch, tgt_len) True at real target positions (``<eos>`` included).
         temperature: T > 0.
+        teacher_ids: (batch, tgt_len, k) target-vocabulary ids of ``teacher_log_probs``, or None.
 
     Returns:
         Scalar: the summed term, in nats (divide by the token count for the per-token value).
@@ -156,32 +161,43 @@ def distillation_kl(student_logits: Tensor, teacher_log_probs: Tensor, tgt_mask:
     Raises:
         ValueError: shapes that do not match.
     """
-    if student_logits.shape != teacher_log_probs.shape or student_logits.shape[:2] != tgt_mask.shape:
-        raise ValueError(f"student {tuple(student_logits.shape)}, teacher {tuple(teacher_log_probs.shape)} and "
+    support = teacher_log_probs.shape if teacher_ids is None else teacher_ids.shape
+    if (teacher_log_probs.shape != support or support[:2] != student_logits.shape[:2]
+            or student_logits.shape[:2] != tgt_mask.shape or (teacher_ids is None and support != student_logits.shape)):
+        raise ValueError(f"student {tuple(student_logits.shape)}, teacher {tuple(teacher_log_probs.shape)}"
+                         f"{'' if teacher_ids is None else f' on ids {tuple(teacher_ids.shape)}'} and "
                          f"mask {tuple(tgt_mask.shape)} do not match")
     log_p = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    if teacher_ids is not None:
+        log_p = log_p.gather(-1, teacher_ids)
     kl = F.kl_div(log_p, teacher_log_probs.float(), reduction="none", log_target=True).sum(-1)
     return temperature ** 2 * kl.masked_fill(~tgt_mask, 0.0).sum()
 
 
 class DistillationCriterion:
     """A student's criterion: ``(1 - alpha) * base + alpha * distillation_kl`` per batch, where
-    the teachers (one model, or an :class:`~seq2seq.models.ensemble.Ensemble` whose tempered
-    distributions are mixed with its weights) read the same batch under teacher forcing, in
-    eval mode and without gradients, inside the student's training step.  With alpha = 0 it
-    is the base criterion exactly.  The logged ``loss`` stays the base's cross-entropy on the
-    references (comparable with any run); ``kd`` logs the KL term per target token.
+    the teachers' distributions come either from the teachers themselves (one model, or an
+    :class:`~seq2seq.models.ensemble.Ensemble` whose tempered distributions are mixed with
+    its weights) reading the same batch under teacher forcing, in eval mode and without
+    gradients, inside the student's training step; or from their top-k computed once over
+    the training set (a :class:`~seq2seq.teachers.TeacherTopK`, looked up by the batch's
+    rows).  With alpha = 0 it is the base criterion exactly.  The logged ``loss`` stays the
+    base's cross-entropy on the references (comparable with any run); ``kd`` logs the KL
+    term per target token.
 
     Args:
         base: the student's own :class:`SequenceCriterion` (label smoothing, coverage, KL).
         teacher: an :class:`~seq2seq.models.encoder_decoder.EncoderDecoder` or an ensemble of
-            them, sharing the student's vocabularies (moved to the batch's device on first use).
+            them, sharing the student's vocabularies (moved to the batch's device on first
+            use); or a :class:`~seq2seq.teachers.TeacherTopK` of the student's training set.
         weight: alpha in [0, 1].
-        temperature: T > 0.
+        temperature: T > 0 (a TeacherTopK was computed at its own, recorded T).
     """
 
-    def __init__(self, base: SequenceCriterion, teacher: nn.Module, weight: float, temperature: float = 1.0):
-        self.base, self.teacher, self.weight, self.temperature = base, teacher.eval(), weight, temperature
+    def __init__(self, base: SequenceCriterion, teacher, weight: float, temperature: float = 1.0):
+        self.base, self.teacher, self.weight, self.temperature = base, teacher, weight, temperature
+        if isinstance(teacher, nn.Module):
+            teacher.eval()
 
     @property
     def needs_attention(self) -> bool:
@@ -193,17 +209,17 @@ class DistillationCriterion:
     def kl_weight_at(self, step: int) -> float:
         return self.base.kl_weight_at(step)
 
-    def teacher_log_probs(self, batch) -> Tensor:
-        """(batch, tgt_len, V) log q: the teachers' per-step distribution at temperature T."""
+    def teacher_log_probs(self, batch) -> tuple[Tensor, Optional[Tensor]]:
+        """The teachers' per-step distribution at temperature T: (batch, tgt_len, V) log q and
+        None, or from a stored top-k (batch, tgt_len, k) log q~ and their ids."""
+        if not isinstance(self.teacher, nn.Module):
+            return self.teacher.lookup(batch)
+        from seq2seq.teachers import teacher_log_probs
+
         device = batch.src.device
         if next(self.teacher.parameters()).device != device:
             self.teacher.to(device)
-        members = list(getattr(self.teacher, "members", [self.teacher]))
-        with torch.no_grad():
-            log_q = torch.stack([F.log_softmax(m(batch).logits.float() / self.temperature, dim=-1) for m in members])
-            if len(members) == 1:
-                return log_q[0]
-            return torch.logsumexp(log_q + self.teacher.log_weights.view(-1, 1, 1, 1), dim=0)
+        return teacher_log_probs(self.teacher, batch, self.temperature), None
 
     def __call__(self, output, batch, step: int) -> LossTerms:
         """Args: as :meth:`SequenceCriterion.__call__`."""
@@ -211,7 +227,8 @@ class DistillationCriterion:
         if self.weight == 0:
             return terms
         mask = targets_of(batch) != self.base.pad_id
-        kd = distillation_kl(output.logits, self.teacher_log_probs(batch), mask, self.temperature)
+        log_q, ids = self.teacher_log_probs(batch)
+        kd = distillation_kl(output.logits, log_q, mask, self.temperature, ids)
         objective = (1 - self.weight) * terms.objective + self.weight * kd
         return LossTerms(objective, terms.loss, {**terms.stats, "kd": (float(kd.detach()), int(mask.sum()))})
 

@@ -118,7 +118,10 @@ def distill(config, run_dir: str | Path, overwrite: bool = False) -> Path:
     (:func:`teacher_targets`, into ``RUN.teacher.tsv`` beside the run) and the student's
     ``data.train`` becomes that file (the resolved ``config.yaml`` says so, so a resume
     trains on the same pairs); with ``distillation.weight > 0`` the loss adds the token-level
-    KL term (:class:`~seq2seq.criteria.DistillationCriterion`).  Otherwise this is
+    KL term (:class:`~seq2seq.criteria.DistillationCriterion`), and with ``distillation.top_k``
+    the teachers' top-k are computed once into ``distillation.top_k_file`` (default
+    ``RUN.teacher-topk.safetensors`` beside the run; reused by a resume and by any student
+    with the same teachers, settings and training rows).  Otherwise this is
     :func:`seq2seq.training.train`.
 
     Raises:
@@ -143,7 +146,32 @@ def distill(config, run_dir: str | Path, overwrite: bool = False) -> Path:
                                "`seq2seq distill` without torchrun")
         out = teacher_targets(config, teacher_targets_path(run_dir))
         config = config.model_copy(update={"data": config.data.model_copy(update={"train": str(out)})})
+    if d.top_k and d.weight > 0 and d.top_k_file is None:
+        top_k_file = str(run_dir.parent / f"{run_dir.name}.teacher-topk.safetensors")
+        config = config.model_copy(update={"distillation": d.model_copy(update={"top_k_file": top_k_file})})
     return train(config, run_dir, overwrite=overwrite)
 
 
-__all__ = ["distill", "teacher_targets", "teacher_targets_path"]
+def top_k_store(config) -> Path:
+    """Compute the teachers' top-k distributions over ``config``'s training rows into
+    ``distillation.top_k_file`` (or find them there) before any student trains, so that
+    several students of the same teachers, settings and data share one computation (each
+    then reads the file; :func:`seq2seq.teachers.teacher_top_k`).
+
+    Returns:
+        The file.
+
+    Raises:
+        Seq2SeqError: no teachers, ``weight`` 0, ``top_k`` 0 or no ``top_k_file``; what
+            :func:`distill` raises for the teachers and the data.
+    """
+    from seq2seq.tasks import build_task
+
+    d = config.distillation
+    if not (d.teachers and d.weight > 0 and d.top_k and d.top_k_file):
+        raise Seq2SeqError("a top-k store needs distillation.teachers, weight > 0, top_k > 0 and top_k_file")
+    build_task(config)
+    return Path(d.top_k_file)
+
+
+__all__ = ["distill", "teacher_targets", "teacher_targets_path", "top_k_store"]

@@ -96,11 +96,34 @@ def test_an_ensemble_of_teachers_mixes_their_tempered_distributions():
     a, b = torch.randn(1, 2, 4), torch.randn(1, 2, 4)
     T = 2.0
     crit = DistillationCriterion(SequenceCriterion(PAD), Ensemble([FixedTeacher(a), FixedTeacher(b)], [3, 1]), 1.0, T)
-    got = crit.teacher_log_probs(_batch(torch.tensor([[1, 2]])))
+    got, ids = crit.teacher_log_probs(_batch(torch.tensor([[1, 2]])))
     q = 0.75 * torch.softmax(a / T, -1) + 0.25 * torch.softmax(b / T, -1)
     torch.testing.assert_close(got, q.log())
+    assert ids is None
     same = DistillationCriterion(SequenceCriterion(PAD), Ensemble([FixedTeacher(a), FixedTeacher(a)]), 1.0, T)
-    torch.testing.assert_close(same.teacher_log_probs(_batch(torch.tensor([[1, 2]]))), torch.log_softmax(a / T, -1))
+    torch.testing.assert_close(same.teacher_log_probs(_batch(torch.tensor([[1, 2]])))[0], torch.log_softmax(a / T, -1))
+
+
+def test_the_top_k_term_equals_a_hand_computation_and_the_full_term_at_k_equal_v():
+    student = torch.tensor([[[1.0, 2.0, 0.5, -1.0], [0.0, -1.0, 3.0, 0.5]]])
+    teacher = torch.tensor([[[2.0, 0.0, 1.0, -3.0], [1.0, 1.5, 1.0, 0.0]]])
+    T, mask = 2.0, torch.tensor([[True, True]])
+    top, ids = torch.log_softmax(teacher / T, -1).topk(2, dim=-1)
+    renormalised = top - top.logsumexp(-1, keepdim=True)
+    expected = 0.0
+    for t in range(2):                     # sum over the two kept tokens of q~ log(q~ / p), p the full softmax
+        kept = ids[0, t].tolist()
+        zq = [math.exp(teacher[0, t, v].item() / T) for v in kept]
+        zp = [math.exp(x / T) for x in student[0, t].tolist()]
+        expected += sum(z / sum(zq) * math.log(z / sum(zq) / (zp[v] / sum(zp))) for z, v in zip(zq, kept))
+    got = distillation_kl(student, renormalised, mask, T, teacher_ids=ids)
+    assert got.item() == pytest.approx(expected * T * T, rel=1e-6)
+    full = torch.log_softmax(teacher / T, -1)
+    everything = torch.arange(4).expand(1, 2, 4)
+    torch.testing.assert_close(distillation_kl(student, full, mask, T, teacher_ids=everything),
+                               distillation_kl(student, full, mask, T))
+    with pytest.raises(ValueError, match="do not match"):
+        distillation_kl(student, renormalised, mask, T, teacher_ids=ids[..., :1])
 
 
 @pytest.fixture(scope="module")
@@ -124,14 +147,17 @@ def _accuracies(run) -> list[float]:
 
 def test_a_student_distilled_from_its_teacher_is_ahead_of_one_trained_on_the_references_alone(word_pairs_teacher, tmp_path):
     """A student half the teacher's width, 60 updates: from the references alone against
-    token-level distillation from the teacher (which has every pair right)."""
+    token-level distillation from the teacher (which has every pair right), with the teacher
+    in every step and from its stored top-4."""
     assert _accuracies(word_pairs_teacher)[-1] == 100.0
     small = ["model.encoder.hidden_size=32", "model.decoder.hidden_size=32", "training.max_steps=60",
              "training.validate_every=20"]
     train(_word_pairs_config(*small), tmp_path / "alone")
     distill(_word_pairs_config(*small, f"distillation.teachers=['{word_pairs_teacher}']"), tmp_path / "student")
-    alone, student = _accuracies(tmp_path / "alone"), _accuracies(tmp_path / "student")
-    assert student[-1] >= alone[-1] + 5, (alone, student)
+    distill(_word_pairs_config(*small, f"distillation.teachers=['{word_pairs_teacher}']", "distillation.top_k=4"),
+            tmp_path / "top_k")                        # from the teacher's 4 best tokens per position, stored
+    alone, student, top_k = (_accuracies(tmp_path / run) for run in ("alone", "student", "top_k"))
+    assert student[-1] >= alone[-1] + 5 and top_k[-1] >= alone[-1] + 5, (alone, student, top_k)
     assert (tmp_path / "student" / "tgt_vocab.txt").read_text() == (word_pairs_teacher / "tgt_vocab.txt").read_text()
 
 
@@ -193,6 +219,75 @@ def test_the_teachers_outputs_are_resumable_nbest_and_reused(word_pairs_teacher,
     assert len(second_best) == 28                              # sources 21-48: their 2nd-best (the 1st = reference)
     monkeypatch.setattr(distill_module, "load_teachers", lambda cfg: pytest.fail("decoded again"))
     assert teacher_targets(config, out) == out
+
+
+def _word_pairs_rows(config):
+    from seq2seq.tasks.text import TextTask
+
+    return TextTask._read(config, None, Path(config.distillation.teachers[0]))
+
+
+def test_the_stored_top_k_are_the_teachers_distributions_row_by_row(word_pairs_teacher):
+    """Computed over the training rows in length-sorted batches, looked up in a training
+    batch's own order: at k = V they are the teacher's full distribution at every real
+    position, at k < V its k best renormalised; from other data they are an error."""
+    from seq2seq.api import Seq2Seq
+    from seq2seq.teachers import TeacherTopK, teacher_log_probs
+
+    config = _word_pairs_config(f"distillation.teachers=['{word_pairs_teacher}']", "distillation.temperature=2")
+    teacher = Seq2Seq.load(word_pairs_teacher).model
+    data = _word_pairs_rows(config).train_data
+    batch = data.batch(torch.tensor([5, 0, 47, 12]))
+    dense = teacher_log_probs(teacher, batch, 2.0)
+    V = dense.size(-1)
+    full = TeacherTopK.compute(teacher, data, V, 2.0, {}, batch_tokens=40)
+    log_q, ids = full.lookup(batch)
+    mask = batch.tgt_mask
+    got = torch.full_like(dense, float("-inf")).scatter(-1, ids, log_q)
+    torch.testing.assert_close(got[mask], dense[mask], atol=1e-5, rtol=1e-5)
+    assert (log_q[~mask] == 0).all() and (ids[~mask] == 0).all()
+    three = TeacherTopK.compute(teacher, data, 3, 2.0, {})
+    log_q3, ids3 = three.lookup(batch)
+    top, top_ids = dense.topk(3, dim=-1)
+    assert torch.equal(ids3[mask], top_ids[mask])
+    torch.testing.assert_close(log_q3[mask], (top - top.logsumexp(-1, keepdim=True))[mask], atol=1e-5, rtol=1e-5)
+    shuffled = data.batch(torch.tensor([6, 0, 47, 12]))
+    shuffled.indices = batch.indices                       # rows 6's targets claimed as row 5's
+    with pytest.raises(Seq2SeqError, match="computed on other training data"):
+        three.lookup(shuffled)
+    with pytest.raises(Seq2SeqError, match="exceeds the teachers' .* target tokens"):
+        TeacherTopK.compute(teacher, data, V + 1, 2.0, {})
+
+
+def test_a_student_from_stored_top_k_learns_resumes_bit_identically_and_reuses_the_store(word_pairs_teacher, tmp_path,
+                                                                                        capfd):
+    over = [f"distillation.teachers=['{word_pairs_teacher}']", "distillation.top_k=4", "distillation.temperature=2",
+            "model.encoder.hidden_size=32", "model.decoder.hidden_size=32", "training.validate_every=20",
+            "training.log_every=5"]
+    distill(_word_pairs_config(*over, "training.max_steps=60"), tmp_path / "straight")
+    store = tmp_path / "straight.teacher-topk.safetensors"
+    assert store.is_file() and load_config(tmp_path / "straight" / "config.yaml").distillation.top_k_file == str(store)
+    shared = [*over, f"distillation.top_k_file={store}"]
+    capfd.readouterr()
+    distill(_word_pairs_config(*shared, "training.max_steps=20"), tmp_path / "split")   # on the grid
+    assert "reusing the teachers' top-4 distributions" in capfd.readouterr().err
+    stamp = store.stat().st_mtime_ns
+    resume(tmp_path / "split", ["training.max_steps=60"])
+    assert store.stat().st_mtime_ns == stamp
+    a, _ = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last")
+    b, meta = load_checkpoint(tmp_path / "split" / "checkpoints" / "last")
+    assert meta["step"] == 60
+    for k in a:
+        if not k.startswith("rng"):
+            assert torch.equal(a[k], b[k]), k
+    distill(_word_pairs_config(*shared, "distillation.top_k=3", "training.max_steps=1"), tmp_path / "other_k")
+    assert "replacing it" in capfd.readouterr().err
+    from seq2seq.teachers import TeacherTopK
+
+    assert TeacherTopK.load(store, {}, None) is None                      # made with other settings: not used
+    store.write_bytes(b"not safetensors")
+    with pytest.raises(Seq2SeqError, match="not a store of the teachers' top-k"):
+        distill(_word_pairs_config(*shared, "training.max_steps=1"), tmp_path / "broken")
 
 
 def test_sequence_level_distillation_from_the_command_line(word_pairs_teacher, tmp_path):

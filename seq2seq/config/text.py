@@ -258,7 +258,9 @@ class DistillationConfig(Section):
     Token level (Hinton et al. 2015; Kim & Rush 2016, eq. 4-5): with ``weight`` alpha > 0
     the loss per target token is ``(1 - alpha) * CE(y, p_s) + alpha * T^2 * KL(q_T || p_s,T)``
     where ``q_T`` is the teachers' distribution at temperature T under teacher forcing on
-    the same batch and ``p_s,T`` the student's.  Sequence level (Kim & Rush 2016, sec. 3.2):
+    the same batch and ``p_s,T`` the student's; with ``top_k`` k > 0, ``q_T`` is kept on its
+    k most probable tokens, computed once before training (Tan et al. 2019's top-K
+    distillation; :class:`~seq2seq.teachers.TeacherTopK`).  Sequence level (Kim & Rush 2016, sec. 3.2):
     with ``sequence_level`` the teachers first beam-decode the training sources
     (``beam_size``, ``nbest`` hypotheses each) and the student trains on those targets,
     beside the reference pairs when ``references`` (``seq2seq distill`` does the decoding).
@@ -278,6 +280,13 @@ class DistillationConfig(Section):
     references: bool = Field(True, description="keep the reference pairs beside the teachers' outputs "
                                                "(sequence level)")
     batch_size: int = Field(256, ge=1, description="sources per batch of the teachers' decoding (sequence level)")
+    top_k: int = Field(0, ge=0, description="token level: 0 = the teachers run in every training step; k > 0 = "
+                                            "their k most probable tokens per target position are computed once "
+                                            "over the training set and read from there (top-K distillation)")
+    top_k_file: Optional[str] = Field(None, description="where those top-k are stored (safetensors) and reused "
+                                                        "when they match; seq2seq distill sets "
+                                                        "RUN.teacher-topk.safetensors beside the run; null = "
+                                                        "computed in memory at every start")
 
     @model_validator(mode="after")
     def _check(self) -> "DistillationConfig":

@@ -62,7 +62,9 @@ class TextTask:
         ``data.train`` directory written by ``seq2seq preprocess`` is memory-mapped
         instead (its vocabularies are the run's).  A student (``distillation.teachers``)
         takes its first teacher's vocabularies and, with ``distillation.weight > 0``, the
-        token-level :class:`~seq2seq.criteria.DistillationCriterion` over its teachers.
+        token-level :class:`~seq2seq.criteria.DistillationCriterion` over its teachers (or,
+        with ``distillation.top_k``, over their top-k computed once: read from
+        ``distillation.top_k_file`` when it holds them).
 
         Raises:
             Seq2SeqError: unreadable or malformed files (naming file and line), a
@@ -85,7 +87,13 @@ class TextTask:
 
             teacher = load_teachers(config)
             check_vocabularies(teacher, task.corpus, where=f"run {run_dir}" if run_dir else "the student")
-            task.criterion = DistillationCriterion(task.criterion, teacher.model, dist.weight, dist.temperature)
+            source = teacher.model
+            if dist.top_k:                                       # computed once (or read), not in every step
+                from seq2seq.teachers import teacher_top_k
+
+                path = Path(dist.top_k_file) if dist.top_k_file else None
+                source = teacher_top_k(config, teacher.model, task.train_data, path)
+            task.criterion = DistillationCriterion(task.criterion, source, dist.weight, dist.temperature)
         return task
 
     @classmethod
