@@ -174,6 +174,29 @@ def distillation_kl(student_logits: Tensor, teacher_log_probs: Tensor, tgt_mask:
     return temperature ** 2 * kl.masked_fill(~tgt_mask, 0.0).sum()
 
 
+def teacher_log_probs(teacher: nn.Module, batch, temperature: float = 1.0) -> Tensor:
+    """The teachers' per-step distribution at temperature T under teacher forcing on ``batch``:
+    ``log q_t = log softmax(z_t / T)`` of one model, or for an
+    :class:`~seq2seq.models.ensemble.Ensemble` the log of its members' tempered distributions
+    mixed with its weights (as in its decoding).  Eval mode, no gradients.
+
+    Args:
+        teacher: an :class:`~seq2seq.models.encoder_decoder.EncoderDecoder` or an ensemble,
+            on the batch's device.
+        batch: a :class:`~seq2seq.data.batching.Batch` with targets.
+        temperature: T > 0.
+
+    Returns:
+        (batch, tgt_len, V) float32 log-probabilities.
+    """
+    members = list(getattr(teacher, "members", [teacher]))
+    with torch.no_grad():
+        log_q = torch.stack([F.log_softmax(m(batch).logits.float() / temperature, dim=-1) for m in members])
+        if len(members) == 1:
+            return log_q[0]
+        return torch.logsumexp(log_q + teacher.log_weights.view(-1, 1, 1, 1), dim=0)
+
+
 class DistillationCriterion:
     """A student's criterion: ``(1 - alpha) * base + alpha * distillation_kl`` per batch, where
     the teachers' distributions come either from the teachers themselves (one model, or an
@@ -214,8 +237,6 @@ class DistillationCriterion:
         None, or from a stored top-k (batch, tgt_len, k) log q~ and their ids."""
         if not isinstance(self.teacher, nn.Module):
             return self.teacher.lookup(batch)
-        from seq2seq.teachers import teacher_log_probs
-
         device = batch.src.device
         if next(self.teacher.parameters()).device != device:
             self.teacher.to(device)

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seq2seq.criteria import teacher_log_probs
 from seq2seq.errors import Seq2SeqError
 
 TOKENIZATION_KEYS = ("src_tokenizer", "tgt_tokenizer", "lowercase", "autoencoder")
@@ -98,29 +98,6 @@ def is_teacher_targets(path: str | Path) -> bool:
     """Whether ``path`` is a TSV :func:`teacher_targets` completed (its ``.json`` beside it)."""
     path = Path(path)
     return path.is_file() and targets_record(path).is_file()
-
-
-def teacher_log_probs(teacher: nn.Module, batch, temperature: float = 1.0) -> Tensor:
-    """The teachers' per-step distribution at temperature T under teacher forcing on ``batch``:
-    ``log q_t = log softmax(z_t / T)`` of one model, or for an
-    :class:`~seq2seq.models.ensemble.Ensemble` the log of its members' tempered distributions
-    mixed with its weights (as in its decoding).  Eval mode, no gradients.
-
-    Args:
-        teacher: an :class:`~seq2seq.models.encoder_decoder.EncoderDecoder` or an ensemble,
-            on the batch's device.
-        batch: a :class:`~seq2seq.data.batching.Batch` with targets.
-        temperature: T > 0.
-
-    Returns:
-        (batch, tgt_len, V) float32 log-probabilities.
-    """
-    members = list(getattr(teacher, "members", [teacher]))
-    with torch.no_grad():
-        log_q = torch.stack([F.log_softmax(m(batch).logits.float() / temperature, dim=-1) for m in members])
-        if len(members) == 1:
-            return log_q[0]
-        return torch.logsumexp(log_q + teacher.log_weights.view(-1, 1, 1, 1), dim=0)
 
 
 class TeacherTopK:
@@ -277,4 +254,4 @@ def teacher_top_k(config, teacher, dataset, path: Optional[Path]) -> TeacherTopK
 
 
 __all__ = ["check_teacher_data", "load_teachers", "check_vocabularies", "is_teacher_targets", "targets_record",
-           "teacher_log_probs", "TeacherTopK", "teacher_top_k", "top_k_meta"]
+           "TeacherTopK", "teacher_top_k", "top_k_meta"]

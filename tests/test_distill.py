@@ -232,7 +232,8 @@ def test_the_stored_top_k_are_the_teachers_distributions_row_by_row(word_pairs_t
     batch's own order: at k = V they are the teacher's full distribution at every real
     position, at k < V its k best renormalised; from other data they are an error."""
     from seq2seq.api import Seq2Seq
-    from seq2seq.teachers import TeacherTopK, teacher_log_probs
+    from seq2seq.criteria import teacher_log_probs
+    from seq2seq.teachers import TeacherTopK
 
     config = _word_pairs_config(f"distillation.teachers=['{word_pairs_teacher}']", "distillation.temperature=2")
     teacher = Seq2Seq.load(word_pairs_teacher).model
