@@ -152,3 +152,34 @@ def test_one_call_path_equals_the_reference_step(cell, attention, train, layers,
     assert one_call[2].keys() == stepped[2].keys()
     for name, grad in stepped[2].items():
         assert rel(one_call[2][name], grad) < 1e-4, name
+
+
+@pytest.mark.parametrize("cell,layers,extra", [("lstm", 1, 6), ("lstm", 2, 0), ("lstm", 2, 6), ("rnn", 2, 6),
+                                               ("gru", 2, 6)])
+def test_inference_step_with_one_joint_product_equals_torchs_rnn(cell, layers, extra):
+    """In inference :func:`~seq2seq.modules.rnn.cell_step` computes ``[x; h] [W_in; W_hh]^T``
+    as one product (LSTM and tanh RNN): one position through it equals the torch RNN's own
+    step, as the two-product training path does, and the joint weight exists only there."""
+    torch.manual_seed(0)
+    leading = 5
+    module = {"lstm": torch.nn.LSTM, "rnn": torch.nn.RNN, "gru": torch.nn.GRU}[cell]
+    net = module(leading + extra, H, layers, batch_first=True).eval()
+    x = torch.randn(B, 1, leading + extra)
+    h0 = torch.randn(layers, B, H)
+    state = (h0, torch.randn(layers, B, H)) if cell == "lstm" else h0
+    with torch.no_grad():
+        want, want_state = net(x, state)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            weights = rnn.CellWeights(net, leading)
+            joint = weights.joint_t(layers - 1)
+            assert (joint is not None) == (cell != "gru" and not grad)
+            if joint is not None:
+                assert joint.shape == (H + (extra if layers == 1 else H), 4 * H if cell == "lstm" else H)
+            gates0 = weights.input_gates(x[:, :, :leading])[:, 0]
+            top, new_state = rnn.cell_step(weights, gates0, x[:, 0, leading:] if extra else None, state)
+        torch.testing.assert_close(top, want[:, 0], atol=2e-6, rtol=1e-5)
+        pairs = zip(new_state, want_state) if cell == "lstm" else [(new_state, want_state)]
+        for got, ref in pairs:
+            torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5)
+    assert rnn.CellWeights(net.train(), leading).joint_t(0) is None

@@ -82,11 +82,14 @@ def run_rnn(rnn: nn.RNNBase, inputs, hx=None):
         return functional_call(rnn, params, (inputs, hx))
 
 
-def _cell(kind: type, gates: Tensor, h: Tensor, c: Optional[Tensor], w_hh_t: Tensor, b_hh: Tensor):
+def _cell(kind: type, gates: Tensor, h: Tensor, c: Optional[Tensor], w_hh_t: Optional[Tensor], b_hh: Tensor):
     """One cell update from precomputed input gates (PyTorch's gate order and equations;
-    tanh as :func:`~seq2seq.modules.activations.logistic_tanh`)."""
+    tanh as :func:`~seq2seq.modules.activations.logistic_tanh`).  ``w_hh_t`` None: ``gates``
+    already hold the recurrent product ``W_hh h`` (LSTM and tanh RNN; see
+    :meth:`CellWeights.joint_t`)."""
+    recurrent = (lambda g: g) if w_hh_t is None else (lambda g: torch.addmm(g, h, w_hh_t))  # noqa: E731
     if kind is nn.LSTM:
-        gates = torch.addmm(gates, h, w_hh_t).float()
+        gates = recurrent(gates).float()
         hidden = h.size(1)
         # One sigmoid for all four gates: tanh(g) = 2 sigmoid(2g) - 1.  (In an ONNX export a
         # Mul by a constant [1, 1, 2, 1] per gate, not the in-place slice, which exports as ScatterND.)
@@ -105,7 +108,7 @@ def _cell(kind: type, gates: Tensor, h: Tensor, c: Optional[Tensor], w_hh_t: Ten
         r, z = rz.chunk(2, dim=1)
         n = logistic_tanh(gates[:, 2 * hidden:] + r * gh[:, 2 * hidden:])
         return n + z * (h - n), None
-    return logistic_tanh(torch.addmm(gates, h, w_hh_t).float()), None
+    return logistic_tanh(recurrent(gates).float()), None
 
 
 class CellWeights:
@@ -137,6 +140,19 @@ class CellWeights:
             self.b_in.append(None if layer == 0 else _input_bias(rnn, layer))
             self.w_hh_t.append(cast(w_hh.t()))
             self.b_hh.append(b_hh)
+        self._joint_t: dict[int, Tensor] = {}
+
+    def joint_t(self, layer: int) -> Optional[Tensor]:
+        """``[W_in; W_hh]^T`` of ``layer`` ((inputs + hidden) x gates * hidden, for layer 0 the
+        ``extra`` input columns), built once: in inference the cell's input and recurrent
+        products are then one ``[x; h] W^T`` (one larger product, one pass over the gates
+        fewer).  None for a GRU (its recurrent product is gated by r) and in training, whose
+        gradients keep the two products apart."""
+        if self.kind is nn.GRU or self.training or torch.is_grad_enabled():
+            return None
+        if layer not in self._joint_t:
+            self._joint_t[layer] = torch.cat([self.w_in_t[layer], self.w_hh_t[layer]], 0)
+        return self._joint_t[layer]
 
     def input_gates(self, x: Tensor) -> Tensor:
         """Layer-0 input products of the leading input columns, for all positions at once.
@@ -170,14 +186,15 @@ def cell_step(weights: CellWeights, gates0: Tensor, extra: Optional[Tensor], sta
     hs, cs = [], []
     x = None
     for layer in range(weights.layers):
-        if layer == 0:
-            gates = gates0 if extra is None else torch.addmm(gates0, extra, weights.w_in_t[0])
+        h_prev, w_hh_t = h_all[layer], weights.w_hh_t[layer]
+        if layer > 0 and weights.training and weights.dropout > 0:
+            x = x * dropout_mask(x.shape, weights.dropout, x)
+        inputs, start = (extra, gates0) if layer == 0 else (x, weights.b_in[layer])
+        if inputs is not None and (joint := weights.joint_t(layer)) is not None:     # [x; h] in one product
+            gates, w_hh_t = torch.addmm(start, torch.cat([inputs, h_prev.to(inputs.dtype)], 1), joint), None
         else:
-            if weights.training and weights.dropout > 0:
-                x = x * dropout_mask(x.shape, weights.dropout, x)
-            gates = torch.addmm(weights.b_in[layer], x, weights.w_in_t[layer])
-        h, c = _cell(weights.kind, gates, h_all[layer], c_all[layer] if is_lstm else None,
-                     weights.w_hh_t[layer], weights.b_hh[layer])
+            gates = start if inputs is None else torch.addmm(start, inputs, weights.w_in_t[layer])
+        h, c = _cell(weights.kind, gates, h_prev, c_all[layer] if is_lstm else None, w_hh_t, weights.b_hh[layer])
         hs.append(h)
         cs.append(c)
         x = h
