@@ -13,7 +13,8 @@ With ``--evaluate-only`` an existing run directory is scored without training.
 ``RUN_student_seed2``, ...; seeds 1, 2, ...) with ``seq2seq distill`` from the ensemble of
 all the runs (token-level knowledge distillation; ``--student-set`` overrides, e.g.
 ``distillation.weight=0.7`` or ``distillation.sequence_level=true``), ``--jobs`` at a
-time, and scores the first student, the students' ensemble and the ensemble of every
+time, and scores the student with the lowest validation WER (as "single model" is the run
+with the lowest; the test set chooses nothing), the students' ensemble and the ensemble of every
 run and student.  With ``--student-set distillation.top_k=K`` the teachers' top-K
 distributions are computed once (``RUN.teacher-topk.safetensors``, its minutes counted in
 the wall clock) and every student reads them instead of running the teachers in its step.
@@ -94,6 +95,12 @@ def valid_curve(run: str) -> list[list[float]]:
     path = Path(run) / "metrics.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
     return [[r["step"], r["wer"]] for r in records if r.get("split") == "valid" and "wer" in r]
+
+
+def best_on_valid(runs: list[str]) -> str:
+    """The run of ``runs`` whose best validation WER is the lowest (the first on a tie): the
+    single model a user would keep, chosen without looking at the test set."""
+    return min(runs, key=lambda run: min((wer for _, wer in valid_curve(run)), default=float("inf")))
 
 
 def run_dirs(run: str, n: int) -> list[str]:
@@ -233,18 +240,19 @@ def main(argv=None) -> None:
     train_minutes = max(run_minutes)
     if args.average:
         average_runs(runs + students, args.average)
-    systems = [("single model", runs[:1], "best")]
+    single, student = best_on_valid(runs), best_on_valid(students) if students else None
+    systems = [("single model", [single], "best")]
     if args.average:
-        systems.append((f"single model, last {args.average} checkpoints averaged", runs[:1], "averaged"))
+        systems.append((f"single model, last {args.average} checkpoints averaged", [single], "averaged"))
     if len(runs) > 1:
         systems.append((f"ensemble of {len(runs)} seeds", runs, "best"))
         if args.average:
             systems.append((f"ensemble of {len(runs)} seeds, each averaged", runs, "averaged"))
     if students:
         last = "averaged" if args.average else "best"
-        systems.append(("distilled student", students[:1], "best"))
+        systems.append(("distilled student", [student], "best"))
         if args.average:
-            systems.append((f"distilled student, last {args.average} checkpoints averaged", students[:1], last))
+            systems.append((f"distilled student, last {args.average} checkpoints averaged", [student], last))
         if len(students) > 1:
             systems.append((f"ensemble of {len(students)} students", students, last))
         systems.append((f"ensemble of {len(runs)} seeds and {len(students)} students", runs + students, last))
@@ -258,7 +266,6 @@ def main(argv=None) -> None:
                                                    "accuracy": results["accuracy"],
                                                    "decode_seconds": round(time.time() - t0, 1)}
             print(f"[{system}, {name}] {scores[system][name]}", file=sys.stderr)
-    single = Seq2Seq.load(runs[0])
     out = {"systems": scores, "test_words": results["sentences"], "train_minutes_each": run_minutes,
            "train_minutes_wall": wall_minutes, "teacher_minutes_wall": previous.get("teacher_minutes_wall")
            if args.evaluate_only else teacher_wall, "teachers_reused": args.reuse_teachers,
@@ -266,7 +273,8 @@ def main(argv=None) -> None:
            "students": students, "student_minutes_each": student_minutes,
            "student_steps": [last_step(run) for run in students],
            "valid_wer": {run: valid_curve(run) for run in runs + students},
-           "params": num_parameters(single.model), "runs": runs, "config": args.config, "overrides": overrides}
+           "single_model": single, "student": student,
+           "params": num_parameters(Seq2Seq.load(single).model), "runs": runs, "config": args.config, "overrides": overrides}
     print(f"\nG2P, CMUdict g014b2b test ({results['sentences']} words)")
     print(f"{'system':72s} {'PER %':>6s} {'WER %':>6s}")
     for name, per, wer in PUBLISHED:
