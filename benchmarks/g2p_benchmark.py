@@ -20,6 +20,10 @@ distributions are computed once (``RUN.teacher-topk.safetensors``, its minutes c
 the wall clock) and every student reads them instead of running the teachers in its step.
 ``--reuse-teachers`` skips the runs' training (an earlier call's, recorded in ``--json``;
 their minutes are carried over into the wall clock) and trains only the students.
+``--student-init CHECKPOINT`` starts student k from teacher k's weights instead of random
+ones (``training.init_from``; Furlanello et al. 2018's born-again networks), so a student
+continues its teacher's training, now against the ensemble.  With ``--evaluate-only`` the
+training record (minutes, steps) is the one ``--json`` already holds.
 
 ``--ensemble N`` trains N runs that differ only in their seed (``RUN``, ``RUN_seed2``,
 ...; ``--jobs J`` at a time, each with the full budget, each a ``seq2seq train`` process
@@ -30,7 +34,8 @@ as an ensemble.
 
     python benchmarks/g2p_benchmark.py [--minutes 48] [--set KEY=VALUE ...] [--run runs/bench_g2p]
         [--config configs/g2p_g014b2b_large.yaml] [--ensemble N] [--average K] [--jobs J]
-        [--students S --student-minutes M [--student-set KEY=VALUE ...] [--reuse-teachers]]
+        [--students S --student-minutes M [--student-set KEY=VALUE ...] [--student-init averaged]
+         [--reuse-teachers]]
     python benchmarks/g2p_benchmark.py --evaluate-only --run runs/bench_g2p [--ensemble N] [--average K]
 """
 
@@ -44,6 +49,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 from seq2seq.api import Seq2Seq
 from seq2seq.checkpoint import atomic_write_text
@@ -134,12 +140,17 @@ def run_jobs(commands: list[list[str]], runs: list[str], jobs: int, what: str) -
         return list(pool.map(one, range(len(runs))))
 
 
-def train_students(config: str, overrides: list[str], teachers: list[str], students: list[str], jobs: int
-                   ) -> list[float]:
+def train_students(config: str, overrides: list[str], teachers: list[str], students: list[str], jobs: int,
+                   init: Optional[str] = None) -> list[float]:
     """``seq2seq distill`` ``students[k]`` (seed k + 1) from the ensemble ``teachers``, ``jobs``
-    processes at a time, each logging to ``STUDENT.log``.  Returns each one's wall-clock minutes."""
+    processes at a time, each logging to ``STUDENT.log``; with ``init`` (a checkpoint name)
+    student k starts from teacher k's weights (``training.init_from``; born-again networks,
+    Furlanello et al. 2018).  Returns each one's wall-clock minutes."""
+    def start(k: int) -> list[str]:
+        return [f"training.init_from={teachers[k % len(teachers)]}", f"training.init_checkpoint={init}"] if init else []
+
     return run_jobs([[sys.executable, "-m", "seq2seq", "distill", config, "--teacher", *teachers, "--run-dir",
-                      student, "--overwrite", "--set", *overrides, f"seed={1 + k}"]
+                      student, "--overwrite", "--set", *overrides, f"seed={1 + k}", *start(k)]
                      for k, student in enumerate(students)], students, jobs, "distilling")
 
 
@@ -185,6 +196,8 @@ def main(argv=None) -> None:
     p.add_argument("--student-minutes", type=float, default=None, help="each student's budget (default --minutes)")
     p.add_argument("--student-set", nargs="*", action="extend", default=[], dest="student_overrides",
                    help="overrides for the students only, e.g. distillation.weight=0.7")
+    p.add_argument("--student-init", choices=["best", "last", "averaged"], default=None,
+                   help="start student k from teacher k's weights (this checkpoint) instead of random ones")
     p.add_argument("--reuse-teachers", action="store_true", help="take the runs an earlier call trained (their "
                    "minutes from --json) and train only the students")
     p.add_argument("--evaluate-only", action="store_true", help="score the existing run directories")
@@ -223,9 +236,9 @@ def main(argv=None) -> None:
         else:
             run_minutes = train_runs(args.config, overrides, runs, seed, args.jobs)
             teacher_wall = (time.time() - start) / 60
+        start = time.time()                         # the averaging counts in the wall clock too
         if args.average:                            # before the students: distillation.checkpoint=averaged can use them
             average_runs(runs, args.average)
-        start = time.time()
         if students:
             minutes = args.student_minutes or args.minutes
             student_overrides = [o for o in overrides if not o.startswith("training.keep_checkpoints")] + [
@@ -234,7 +247,8 @@ def main(argv=None) -> None:
             top_k_minutes = student_top_k(args.config, student_overrides, runs, store)
             if top_k_minutes is not None:
                 student_overrides.append(f"distillation.top_k_file={store}")
-            student_minutes = train_students(args.config, student_overrides, runs, students, args.jobs)
+            student_minutes = train_students(args.config, student_overrides, runs, students, args.jobs,
+                                             args.student_init)
         teacher_wall = round(teacher_wall, 1)
         wall_minutes = round(teacher_wall + (time.time() - start) / 60, 1)
     train_minutes = max(run_minutes)
@@ -266,11 +280,15 @@ def main(argv=None) -> None:
                                                    "accuracy": results["accuracy"],
                                                    "decode_seconds": round(time.time() - t0, 1)}
             print(f"[{system}, {name}] {scores[system][name]}", file=sys.stderr)
+    if args.evaluate_only:                          # the training record is the earlier call's
+        teacher_wall, top_k_minutes, student_minutes = (previous.get(key) for key in (
+            "teacher_minutes_wall", "top_k_minutes", "student_minutes_each"))
     out = {"systems": scores, "test_words": results["sentences"], "train_minutes_each": run_minutes,
-           "train_minutes_wall": wall_minutes, "teacher_minutes_wall": previous.get("teacher_minutes_wall")
-           if args.evaluate_only else teacher_wall, "teachers_reused": args.reuse_teachers,
+           "train_minutes_wall": wall_minutes, "teacher_minutes_wall": teacher_wall,
+           "teachers_reused": previous.get("teachers_reused", False) if args.evaluate_only else args.reuse_teachers,
            "top_k_minutes": top_k_minutes, "jobs": args.jobs, "steps": [last_step(run) for run in runs],
            "students": students, "student_minutes_each": student_minutes,
+           "student_init": previous.get("student_init") if args.evaluate_only else args.student_init,
            "student_steps": [last_step(run) for run in students],
            "valid_wer": {run: valid_curve(run) for run in runs + students},
            "single_model": single, "student": student,

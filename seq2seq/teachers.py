@@ -22,33 +22,39 @@ from seq2seq.errors import Seq2SeqError
 TOKENIZATION_KEYS = ("src_tokenizer", "tgt_tokenizer", "lowercase", "autoencoder")
 
 
-def check_teacher_data(config) -> Path:
-    """Check that the first teacher reads its data as ``config.data`` says (a student takes that
-    teacher's vocabularies and sentencepiece models), from the teacher's ``config.yaml`` alone.
+def check_run_data(config, run: Path, key: str) -> Path:
+    """Check that the run ``run`` (named by the config key ``key`` in messages) reads its data
+    as ``config.data`` says, from its ``config.yaml`` alone: a new run that takes that run's
+    vocabularies and sentencepiece models (a student from its first teacher, a run started
+    from ``training.init_from``) must tokenize as it did.
 
     Returns:
-        The first teacher's run directory (where the student's vocabularies come from).
+        ``run`` (where the new run's vocabularies come from).
 
     Raises:
-        Seq2SeqError: the first teacher is not a run directory, or its tokenization differs
-            (naming the key).
+        Seq2SeqError: ``run`` is not a run directory, or its tokenization differs (naming the key).
     """
     from seq2seq.config import Config, load_config
 
-    first = Path(config.distillation.teachers[0])
-    if not (first / "config.yaml").is_file():
-        raise Seq2SeqError(f"distillation.teachers[0] {first}: not a run directory (no config.yaml)")
-    theirs = load_config(first / "config.yaml", schema=Config).data
-    for key in TOKENIZATION_KEYS:
-        if getattr(config.data, key) != getattr(theirs, key):
-            raise Seq2SeqError(f"distillation.teachers[0] {first}: its data.{key} is {getattr(theirs, key)!r}, "
-                               f"this config's is {getattr(config.data, key)!r}; a student reads its data as its "
-                               "teacher does")
+    if not (run / "config.yaml").is_file():
+        raise Seq2SeqError(f"{key} {run}: not a run directory (no config.yaml)")
+    theirs = load_config(run / "config.yaml", schema=Config).data
+    for name in TOKENIZATION_KEYS:
+        if getattr(config.data, name) != getattr(theirs, name):
+            raise Seq2SeqError(f"{key} {run}: its data.{name} is {getattr(theirs, name)!r}, "
+                               f"this config's is {getattr(config.data, name)!r}; a run that takes its vocabularies "
+                               "reads its data as it does")
     uses_pieces = "sentencepiece" in (config.data.src_tokenizer, config.data.tgt_tokenizer)
     if uses_pieces and config.data.sentencepiece.joint != theirs.sentencepiece.joint:
-        raise Seq2SeqError(f"distillation.teachers[0] {first}: data.sentencepiece.joint differs; a student "
-                           "uses its teacher's sentencepiece model(s)")
-    return first
+        raise Seq2SeqError(f"{key} {run}: data.sentencepiece.joint differs; a run that takes its vocabularies "
+                           "uses its sentencepiece model(s)")
+    return run
+
+
+def check_teacher_data(config) -> Path:
+    """:func:`check_run_data` for the first teacher of ``config.distillation`` (a student
+    takes that teacher's vocabularies).  Returns its run directory."""
+    return check_run_data(config, Path(config.distillation.teachers[0]), "distillation.teachers[0]")
 
 
 def load_teachers(config):
@@ -253,5 +259,6 @@ def teacher_top_k(config, teacher, dataset, path: Optional[Path]) -> TeacherTopK
     return store
 
 
-__all__ = ["check_teacher_data", "load_teachers", "check_vocabularies", "is_teacher_targets", "targets_record",
+__all__ = ["check_run_data", "check_teacher_data", "load_teachers", "check_vocabularies", "is_teacher_targets",
+           "targets_record",
            "TeacherTopK", "teacher_top_k", "top_k_meta"]

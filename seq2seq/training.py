@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from seq2seq.checkpoint import (atomic_write_text, join_optimizer_state, kept_checkpoints, load_checkpoint,
-                                load_model_state, model_state, run_size_hints, save_checkpoint,
+                                load_model_state, load_model_weights, model_state, run_size_hints, save_checkpoint,
                                 split_optimizer_state)
 from seq2seq.config import dump_config, load_config
 from seq2seq.distributed import Ranks, data_parallel, lost_peer, shard
@@ -723,8 +723,12 @@ def train(config, run_dir: str | Path, overwrite: bool = False) -> Path:
     vocabularies first; the other ranks then read them from ``run_dir`` (on one
     machine, or a file system every machine shares).
 
+    With ``training.init_from`` the model starts from that run's ``init_checkpoint``
+    weights (and, for text, its vocabularies); the optimizer and counters start afresh.
+
     Raises:
-        Seq2SeqError: bad data, an existing run directory, incompatible model sizes,
+        Seq2SeqError: bad data, an existing run directory, incompatible model sizes
+            (of the config, or of ``training.init_from``'s weights),
             another process writing ``run_dir``, a diverged loss, a failed write, a
             rank of the job that stopped.
     """
@@ -736,6 +740,10 @@ def train(config, run_dir: str | Path, overwrite: bool = False) -> Path:
         def create():                        # data and model errors come before the run directory exists
             task = build_task(config)
             model = task.build_model().to(device)
+            if config.training.init_from:    # rank 0's weights are the job's (broadcast by data_parallel)
+                load_model_weights(model, Path(config.training.init_from), config.training.init_checkpoint)
+                print(f"[init] weights of {config.training.init_from} ({config.training.init_checkpoint})",
+                      file=sys.stderr)
             stack.enter_context(prepare_run_dir(run_dir, overwrite))
             dump_config(config, run_dir / "config.yaml")
             task.save(run_dir)

@@ -322,3 +322,39 @@ def test_the_errors_name_what_differs(word_pairs_teacher, tiny_data, tmp_path):
     with pytest.raises(Seq2SeqError, match=r"nbest \(3\) cannot exceed beam_size \(2\)"):
         _word_pairs_config("distillation.nbest=3", "distillation.beam_size=2")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def _first_train_loss(run) -> float:
+    return next(json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()
+                if json.loads(line)["split"] == "train")
+
+
+def test_a_run_started_from_another_takes_its_weights_and_vocabularies(word_pairs_teacher, tmp_path):
+    """training.init_from: the new run (here a student of the same size, distilled from its
+    teacher, as in born-again networks) starts where the teacher ended: its first logged loss is
+    far below a randomly initialised run's, on training data that lacks tokens of the teacher's
+    vocabularies, which it keeps anyway."""
+    few = tmp_path / "few.tsv"
+    few.write_text("".join(WORD_PAIRS.read_text().splitlines(keepends=True)[:5]))
+    short = ["training.max_steps=3", "training.log_every=1", "training.validate_every=3", f"data.train={few}",
+             "training.learning_rate=1e-5", "training.scheduler=none"]
+    train(_word_pairs_config(*short), tmp_path / "random")
+    distill(_word_pairs_config(*short, f"distillation.teachers=['{word_pairs_teacher}']",
+                               f"training.init_from={word_pairs_teacher}", "training.init_checkpoint=last"),
+            tmp_path / "born_again")
+    random, born_again = (_first_train_loss(tmp_path / run) for run in ("random", "born_again"))
+    assert born_again < 0.2 * random, (random, born_again)
+    for name in ("src_vocab.txt", "tgt_vocab.txt"):
+        assert (tmp_path / "born_again" / name).read_text() == (word_pairs_teacher / name).read_text()
+    assert (tmp_path / "random" / "tgt_vocab.txt").read_text() != (word_pairs_teacher / "tgt_vocab.txt").read_text()
+
+
+def test_init_from_errors_name_the_key_and_the_tensor(word_pairs_teacher, tmp_path):
+    with pytest.raises(Seq2SeqError, match=r"training.init_from .*nowhere: not a run directory"):
+        train(_word_pairs_config(f"training.init_from={tmp_path / 'nowhere'}"), tmp_path / "a")
+    with pytest.raises(Seq2SeqError, match=r"tensor '.*' has shape .* in the checkpoint but"):
+        train(_word_pairs_config(f"training.init_from={word_pairs_teacher}", "model.decoder.hidden_size=16",
+                                 "model.encoder.hidden_size=16"), tmp_path / "b")
+    with pytest.raises(Seq2SeqError, match=r"init_checkpoint"):
+        _word_pairs_config("training.init_checkpoint=newest")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -88,7 +88,11 @@ class TrainingConfig(Section):
     never below ``min_learning_rate``.  ``keep_checkpoints`` keeps the weights of the last N
     validations for ``seq2seq average``.  ``loggers``: ``metrics.jsonl`` is always
     written; ``tensorboard`` also writes TensorBoard event files to ``RUN/tensorboard``
-    (``pip install 'seq2seq[tensorboard]'``).
+    (``pip install 'seq2seq[tensorboard]'``).  ``init_from``: a new run starts from the
+    ``init_checkpoint`` weights of that run (fine-tuning; a distilled student started
+    from a teacher, as in Furlanello et al. 2018's born-again networks) instead of a
+    random initialisation; the optimizer, schedule and counters start afresh, and the
+    model sizes and vocabularies must be the run's.
 
     Under torchrun, ``batch_size`` is per rank (a global batch of ``batch_size``
     times the number of ranks) and the learning rate is used as given
@@ -121,6 +125,9 @@ class TrainingConfig(Section):
     teacher_forcing: TeacherForcingConfig = Field(
         default_factory=TeacherForcingConfig,
         description="what the decoder reads in training: teacher forcing or scheduled sampling")
+    init_from: Optional[str] = Field(None, description="a run directory whose weights a new run starts from "
+                                                       "(same model sizes and vocabularies); None = random")
+    init_checkpoint: Literal["best", "last", "averaged"] = Field("best", description="init_from's checkpoint")
     keep_checkpoints: int = Field(0, ge=0, description="keep the weights of the last N validations for "
                                                        "`seq2seq average` (0 = none)")
     max_steps: Optional[int] = Field(None, ge=1, description="stop after this many updates; None = no limit")

@@ -61,7 +61,8 @@ class TextTask:
         (``long_source`` policies); the validation split keeps every example.  A
         ``data.train`` directory written by ``seq2seq preprocess`` is memory-mapped
         instead (its vocabularies are the run's).  A student (``distillation.teachers``)
-        takes its first teacher's vocabularies and, with ``distillation.weight > 0``, the
+        takes its first teacher's vocabularies (a run with ``training.init_from``, that
+        run's; the teachers must share them) and, with ``distillation.weight > 0``, the
         token-level :class:`~seq2seq.criteria.DistillationCriterion` over its teachers (or,
         with ``distillation.top_k``, over their top-k computed once: read from
         ``distillation.top_k_file`` when it holds them).
@@ -69,16 +70,19 @@ class TextTask:
         Raises:
             Seq2SeqError: unreadable or malformed files (naming file and line), a
                 preprocessed corpus built with other data settings, teachers that cannot
-                be loaded or whose data settings or vocabularies differ from the student's.
+                be loaded or whose data settings or vocabularies differ from the student's, a
+                ``training.init_from`` that is not a run or tokenizes otherwise.
         """
-        from seq2seq.teachers import check_teacher_data, is_teacher_targets
+        from seq2seq.teachers import check_run_data, check_teacher_data, is_teacher_targets
 
         dist = config.distillation
         if dist.sequence_level and not is_teacher_targets(config.data.train):
             raise Seq2SeqError(f"distillation.sequence_level: data.train {config.data.train} is not the teachers' "
                                "outputs; train the student with `seq2seq distill CONFIG` (it decodes data.train first)")
-        vocab_dir = run_dir
-        if vocab_dir is None and dist.teachers:                  # a new student: its first teacher's vocabularies
+        vocab_dir, init_from = run_dir, config.training.init_from
+        if vocab_dir is None and init_from:                      # a run started from another: that run's vocabularies
+            vocab_dir = check_run_data(config, Path(init_from), "training.init_from")
+        elif vocab_dir is None and dist.teachers:                # a new student: its first teacher's vocabularies
             vocab_dir = check_teacher_data(config)
         task = cls._read(config, run_dir, vocab_dir)
         if dist.teachers and dist.weight > 0:                    # only the token level needs the teachers' weights
