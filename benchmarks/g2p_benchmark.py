@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -107,6 +108,16 @@ def best_on_valid(runs: list[str]) -> str:
     """The run of ``runs`` whose best validation WER is the lowest (the first on a tie): the
     single model a user would keep, chosen without looking at the test set."""
     return min(runs, key=lambda run: min((wer for _, wer in valid_curve(run)), default=float("inf")))
+
+
+def cpu_record() -> dict:
+    """This machine's CPU model, core count and the flags that decide bf16's speed (native
+    bfloat16 products: ``avx512_bf16``, ``amx_bf16``), from /proc/cpuinfo where it exists."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    return {"model": model, "cores": os.cpu_count(),
+            "bf16_flags": sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})}
 
 
 def run_dirs(run: str, n: int) -> list[str]:
@@ -291,7 +302,7 @@ def main(argv=None) -> None:
            "student_init": previous.get("student_init") if args.evaluate_only else args.student_init,
            "student_steps": [last_step(run) for run in students],
            "valid_wer": {run: valid_curve(run) for run in runs + students},
-           "single_model": single, "student": student,
+           "single_model": single, "student": student, "cpu": cpu_record(),
            "params": num_parameters(Seq2Seq.load(single).model), "runs": runs, "config": args.config, "overrides": overrides}
     print(f"\nG2P, CMUdict g014b2b test ({results['sentences']} words)")
     print(f"{'system':72s} {'PER %':>6s} {'WER %':>6s}")
