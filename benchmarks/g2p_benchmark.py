@@ -114,10 +114,12 @@ def cpu_record() -> dict:
     """This machine's CPU model, core count and the flags that decide bf16's speed (native
     bfloat16 products: ``avx512_bf16``, ``amx_bf16``), from /proc/cpuinfo where it exists."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
-    return {"model": model, "cores": os.cpu_count(),
-            "bf16_flags": sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})}
+    fields: dict[str, str] = {}                     # the first core's lines
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return {"model": fields.get("model name", ""), "cores": os.cpu_count(),
+            "bf16_flags": sorted(set(fields.get("flags", "").split()) & {"avx512_bf16", "amx_bf16", "amx_tile"})}
 
 
 def run_dirs(run: str, n: int) -> list[str]:
