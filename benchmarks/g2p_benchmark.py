@@ -19,7 +19,10 @@ run and student.  With ``--student-set distillation.top_k=K`` the teachers' top-
 distributions are computed once (``RUN.teacher-topk.safetensors``, its minutes counted in
 the wall clock) and every student reads them instead of running the teachers in its step.
 ``--reuse-teachers`` skips the runs' training (an earlier call's, recorded in ``--json``;
-their minutes are carried over into the wall clock) and trains only the students.
+their minutes are carried over into the wall clock) and trains only the students;
+``--student-run NAME`` names the students' directories (``NAME``, ``NAME_seed2``, ...; default
+``RUN_student``) and their top-K file (``NAME.teacher-topk.safetensors``), so two calls can train
+differently configured students from the same runs side by side without overwriting each other.
 ``--student-init CHECKPOINT`` starts student k from teacher k's weights instead of random
 ones (``training.init_from``; Furlanello et al. 2018's born-again networks), so a student
 continues its teacher's training, now against the ensemble.  With ``--evaluate-only`` the
@@ -35,7 +38,7 @@ as an ensemble.
     python benchmarks/g2p_benchmark.py [--minutes 48] [--set KEY=VALUE ...] [--run runs/bench_g2p]
         [--config configs/g2p_g014b2b_large.yaml] [--ensemble N] [--average K] [--jobs J]
         [--students S --student-minutes M [--student-set KEY=VALUE ...] [--student-init averaged]
-         [--reuse-teachers]]
+         [--reuse-teachers] [--student-run NAME]]
     python benchmarks/g2p_benchmark.py --evaluate-only --run runs/bench_g2p [--ensemble N] [--average K]
 """
 
@@ -213,6 +216,8 @@ def main(argv=None) -> None:
                    help="start student k from teacher k's weights (this checkpoint) instead of random ones")
     p.add_argument("--reuse-teachers", action="store_true", help="take the runs an earlier call trained (their "
                    "minutes from --json) and train only the students")
+    p.add_argument("--student-run", default=None, metavar="NAME", help="the students' directories NAME, "
+                   "NAME_seed2, ... (default RUN_student)")
     p.add_argument("--evaluate-only", action="store_true", help="score the existing run directories")
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "g2p_benchmark.json"))
     args = p.parse_args(argv)
@@ -220,7 +225,8 @@ def main(argv=None) -> None:
         sys.exit(f"benchmark data not found at {DATA}")
     test = DATA / "g014b2b.ref"
     runs = run_dirs(args.run, args.ensemble)
-    students = [args.run + "_student"] + [f"{args.run}_student_seed{k + 1}" for k in range(1, args.students)] \
+    student_run = args.student_run or args.run + "_student"
+    students = [student_run] + [f"{student_run}_seed{k + 1}" for k in range(1, args.students)] \
         if args.students else []
     student_minutes = top_k_minutes = None
     previous = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
@@ -256,7 +262,7 @@ def main(argv=None) -> None:
             minutes = args.student_minutes or args.minutes
             student_overrides = [o for o in overrides if not o.startswith("training.keep_checkpoints")] + [
                 f"training.max_minutes={minutes}", *args.student_overrides]
-            store = f"{args.run}.teacher-topk.safetensors"
+            store = f"{args.run if args.student_run is None else student_run}.teacher-topk.safetensors"
             top_k_minutes = student_top_k(args.config, student_overrides, runs, store)
             if top_k_minutes is not None:
                 student_overrides.append(f"distillation.top_k_file={store}")

@@ -12,7 +12,7 @@ of the matrix products (``addmm``, ``mm``, ``bmm``, ``baddbmm`` and the fused at
 kernel), i.e. how far from the FLOP bound the step is.  The weights are random (speed does not depend on
 them; decoding lengths are capped at 40 as in decode_speed).
 
-    python benchmarks/profile_hot_paths.py --paths train beam serve --threads 1
+    python benchmarks/profile_hot_paths.py --paths train beam serve --threads 1 [--precision bf16]
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ PRODUCTS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm",
             "aten::_scaled_dot_product_flash_attention_for_cpu")
 
 
-def workloads(dataset, sv, tv):
-    """``name -> callable`` running one repetition of each hot path."""
+def workloads(dataset, sv, tv, precision: str = "fp32"):
+    """``name -> callable`` running one repetition of each hot path; ``precision`` is the
+    decoding paths' (``fp32`` or ``bf16``, :class:`DecodeOptions`)."""
     model, step = build_ours(IDENTICAL, sv, tv)
     batches = itertools.cycle(BucketSampler(dataset.lengths(), 64, shuffle=True, seed=1,
                                             sort_key=dataset.sort_key()).batches(0))
@@ -47,8 +48,8 @@ def workloads(dataset, sv, tv):
     def train():
         step(dataset.batch(next(batches)))
 
-    beam5 = DecodeOptions(strategy="beam", beam_size=5, max_len=40, max_len_a=0.0, max_len_b=40)
-    greedy = DecodeOptions(max_len=40, max_len_a=0.0, max_len_b=40)
+    beam5 = DecodeOptions(strategy="beam", beam_size=5, max_len=40, max_len_a=0.0, max_len_b=40, precision=precision)
+    greedy = DecodeOptions(max_len=40, max_len_a=0.0, max_len_b=40, precision=precision)
 
     def decode(options, size):
         def run():
@@ -68,10 +69,11 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--rows", type=int, default=15)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="of the decoding paths")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     dataset, sv, tv = common_data()
-    runs = workloads(dataset, sv, tv)
+    runs = workloads(dataset, sv, tv, args.precision)
     for name in args.paths:
         for _ in range(args.warmup):
             runs[name]()

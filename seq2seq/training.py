@@ -99,6 +99,18 @@ def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> Optional[bool]
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``training.precision`` as run on ``device``: ``auto`` becomes ``bf16`` where the
+    device multiplies bfloat16 natively (CUDA: ``torch.cuda.is_bf16_supported()``; CPU:
+    :func:`cpu_has_native_bf16`), ``fp32`` elsewhere (emulated bf16 products are several
+    times slower than fp32); ``fp32`` and ``bf16`` are returned as they are."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
 class BudgetLinearLR:
     """Linear decay over the training budget (Li, Yumer & Ramanan 2020, "Budgeted
     Training", ICLR: with a fixed budget, a rate that falls linearly to its floor
@@ -229,6 +241,7 @@ class Trainer:
                                            task.config.training.distributed.find_unused_parameters)
         self.config = task.config
         t = self.config.training
+        self.precision = resolve_precision(t.precision, device)
         self.optimizer = build_optimizer(t, model.parameters())
         self.metric = t.early_stopping_metric
         self.higher_better = task.higher_is_better(self.metric)
@@ -473,7 +486,7 @@ class Trainer:
         for i, batch in enumerate(batches):
             sync = ranks.joined and i + 1 < len(batches)       # DDP all-reduces after the last micro-batch only
             with self.training_pass.no_sync() if sync else contextlib.nullcontext():
-                with autocast(t.precision, self.device):
+                with autocast(self.precision, self.device):
                     output = self.training_pass(batch, eps)
                 terms = criterion(output, batch, self.state.step)
                 (terms.objective * ranks.world_size / total).backward()
@@ -702,7 +715,10 @@ def _announce(task, model, device, ranks: Ranks) -> None:
         return
     print(f"[data] {task.summary()}", file=sys.stderr)
     print(f"[model] {num_parameters(model):,} parameters on {device}", file=sys.stderr)
-    if task.config.training.precision == "bf16" and device.type == "cpu" and cpu_has_native_bf16() is False:
+    precision = task.config.training.precision
+    if precision == "auto":
+        print(f"[precision] auto: {resolve_precision(precision, device)} on {device}", file=sys.stderr)
+    if precision == "bf16" and device.type == "cpu" and cpu_has_native_bf16() is False:
         print("[warning] training.precision=bf16 on a CPU without native bfloat16 (no avx512_bf16, amx_bf16 or "
               "bf16 flag in /proc/cpuinfo): the products are emulated, slower than fp32; "
               "set training.precision=fp32 here", file=sys.stderr)

@@ -221,6 +221,25 @@ def test_bf16_on_a_cpu_without_native_bfloat16_is_warned(tiny_data, tmp_path, mo
         assert ("without native bfloat16" in err and "set training.precision=fp32" in err) == warned, err
 
 
+def test_precision_auto_is_bf16_only_where_bfloat16_is_native(tiny_data, tmp_path, monkeypatch, capsys):
+    """training.precision=auto trains exactly as bf16 on a CPU with native bfloat16 products
+    and exactly as fp32 on one without (same losses, bit for bit), and the log says which."""
+    from seq2seq import training
+
+    over = {"training.max_steps": 12, "training.log_every": 4}
+    ref = {p: [r["loss"] for r in rows(train(make_config(tiny_data, **over, **{"training.precision": p}),
+                                             tmp_path / p), "train")] for p in ("fp32", "bf16")}
+    assert ref["fp32"] != ref["bf16"]
+    capsys.readouterr()
+    for native, expected in ((True, "bf16"), (False, "fp32"), (None, "fp32")):
+        monkeypatch.setattr(training, "cpu_has_native_bf16", lambda native=native: native)
+        assert training.resolve_precision("auto", torch.device("cpu")) == expected
+        assert training.resolve_precision("fp32", torch.device("cpu")) == "fp32"
+        run = train(make_config(tiny_data, **over, **{"training.precision": "auto"}), tmp_path / f"auto_{native}")
+        assert [r["loss"] for r in rows(run, "train")] == ref[expected]
+        assert f"[precision] auto: {expected} on cpu" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- scheduled sampling
 
 def test_scheduled_sampling_is_applied_logged_and_drawn(tiny_data, tmp_path):

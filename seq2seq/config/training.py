@@ -92,7 +92,9 @@ class TrainingConfig(Section):
     ``init_checkpoint`` weights of that run (fine-tuning; a distilled student started
     from a teacher, as in Furlanello et al. 2018's born-again networks) instead of a
     random initialisation; the optimizer, schedule and counters start afresh, and the
-    model sizes and vocabularies must be the run's.
+    model sizes and vocabularies must be the run's.  ``precision: auto`` picks bf16
+    mixed precision where the device has native bfloat16 products and fp32 elsewhere
+    (:func:`seq2seq.training.resolve_precision`; the log says which).
 
     Under torchrun, ``batch_size`` is per rank (a global batch of ``batch_size``
     times the number of ranks) and the learning rate is used as given
@@ -143,7 +145,10 @@ class TrainingConfig(Section):
                                                             "improvement; None = never")
     num_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads; None = torch's default")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto (CUDA if available), cpu or cuda")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast, matrix products in bfloat16")
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32", description="bf16: autocast, matrix products in bfloat16; auto: bf16 where the device multiplies "
+                            "bfloat16 natively (a CUDA GPU that supports it, a CPU with avx512_bf16, amx_bf16 or "
+                            "Arm bf16), fp32 elsewhere")
     progress_bar: bool = Field(True, description="tqdm bar on a terminal (plain log lines otherwise)")
     loggers: list[Literal["tensorboard"]] = Field(
         default_factory=list, description="loggers besides metrics.jsonl: tensorboard (RUN/tensorboard); [] = none")
