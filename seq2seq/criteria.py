@@ -296,5 +296,6 @@ class RegressionCriterion:
         """Args:
             forecast: (B, H, V, Q) scaled forecasts; batch: its windows (future (B, H, V)).
         """
-        loss = regression_loss(forecast.float(), batch.future, self.kind, self.quantiles, self.delta) * batch.future.numel()
+        loss = (regression_loss(forecast.float(), batch.future, self.kind, self.quantiles, self.delta)
+                * batch.future.numel())
         return LossTerms(loss, loss.detach())

@@ -260,6 +260,9 @@ def test_exported_directories_form_an_ensemble(exported):
     b = pair.predict(SOURCES, with_scores=True, beam=3)
     assert [p.text for ps in a for p in ps] == [p.text for ps in b for p in ps]
     assert [p.score for ps in a for p in ps] == pytest.approx([p.score for ps in b for p in ps], abs=1e-4)
+    # the ensemble's search also leaves the cores to onnxruntime; one PyTorch member needs torch's threads
+    assert pair.model.search_threads == 1
+    assert Seq2Seq.load([folder, run]).model.search_threads is None
 
 
 def test_runtime_threads_sleep_between_runs(exported):

@@ -65,7 +65,8 @@ def load_config(path: str | Path, overrides: Optional[list[str]] = None,
     return config_from_dict(raw, str(path), text, overrides, schema)
 
 
-__all__ = ["Config", "DataConfig", "DecodeOptions", "DistillationConfig", "DistributedConfig", "DecoderConfig", "DecodingConfig", "EncoderConfig",
+__all__ = ["Config", "DataConfig", "DecodeOptions", "DistillationConfig", "DistributedConfig", "DecoderConfig",
+           "DecodingConfig", "EncoderConfig",
            "EvaluationConfig", "ForecastConfig", "ForecastModelConfig", "ModelConfig", "SCHEMAS",
            "TeacherForcingConfig", "TextTrainingConfig", "TrainingConfig", "config_from_dict", "dump_config",
            "load_config"]

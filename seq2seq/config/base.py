@@ -72,7 +72,8 @@ def format_errors(err: ValidationError, source: str, lines: dict[tuple, int], ro
             hint = ""
             if section is not None:
                 close = difflib.get_close_matches(loc[-1], list(section.model_fields), n=1, cutoff=0.5)
-                hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(section.model_fields)})"
+                hint = (f" (did you mean '{close[0]}'?)" if close
+                        else f" (valid keys: {', '.join(section.model_fields)})")
             msgs.append(f"{where}: unknown key '{dotted}'{hint}")
         elif e["type"] == "missing":
             msgs.append(f"{where}: missing required key '{dotted}'")

@@ -47,7 +47,8 @@ def statsmodels_frame(name: str):
                             "value": long["value"].to_numpy()})
     elif "year" in cols and "quarter" in cols:
         out = df.drop(columns=[cols["year"], cols["quarter"]])
-        out.insert(0, "time", [f"{int(y)}-{3 * int(q) - 2:02d}-01" for y, q in zip(df[cols["year"]], df[cols["quarter"]])])
+        quarters = zip(df[cols["year"]], df[cols["quarter"]])
+        out.insert(0, "time", [f"{int(y)}-{3 * int(q) - 2:02d}-01" for y, q in quarters])
     elif "year" in cols:
         out = df.rename(columns={cols["year"]: "time"})
         out["time"] = out["time"].astype(int)

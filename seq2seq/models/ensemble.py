@@ -108,6 +108,14 @@ class Ensemble(nn.Module):
         self.shared_source = shared_source
         self.decoder = EnsembleDecoder(self)
 
+    @property
+    def search_threads(self) -> Optional[int]:
+        """The search's torch threads (:func:`seq2seq.search.decode_batch`): the fewest any
+        member asks for when every member runs its steps outside torch (exported graphs,
+        1), else None (torch's own count, which the members' products need)."""
+        asked = [getattr(m, "search_threads", None) for m in self.members]
+        return None if None in asked else min(asked)
+
     def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor, src_ext: Optional[Tensor] = None,
                members: Optional[tuple[Batch, ...]] = None) -> tuple[None, EnsembleState]:
         """Each member encodes its own batch of the same sentences.

@@ -127,7 +127,8 @@ class ForecastModel(ServedModel):
             rows = table[table[d.id_column] == s.id] if d.id_column else table
             out.append({"id": s.id or None,
                         "history": {"time": _times(s.times[-shown:]),
-                                    "values": {c: _floats(s.values[-shown:, j]) for j, c in enumerate(d.value_columns)}},
+                                    "values": {c: _floats(s.values[-shown:, j])
+                                               for j, c in enumerate(d.value_columns)}},
                         "time": _times(rows[d.time_column].to_numpy()),
                         "values": {c: _floats(rows[c].to_numpy()) for c in d.value_columns},
                         "quantiles": {c: {f"{q:g}": _floats(rows[f"{c}_q{q:g}"].to_numpy()) for q in quantiles}
