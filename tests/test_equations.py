@@ -85,28 +85,6 @@ def test_attention_scores_weights_and_context_follow_the_papers(kind, grad):
             assert L(context[b, t]) == pytest.approx(c, abs=1e-6)
 
 
-@pytest.mark.parametrize("grad", [True, False], ids=["training", "decoding"])
-def test_additive_energy_under_bf16_autocast_is_float32(grad):
-    """Under bf16 autocast only the products W_q q and U_a h_j run in bfloat16; the energy
-    v_a^T tanh(.) over (B, Tq, S, A) is formed in float32 (torch's CPU sigmoid and tanh are
-    several times slower in bfloat16): the scores are float32 and equal, to float32 rounding,
-    the float32 energy of the bf16 products, not their bfloat16 energy."""
-    torch.manual_seed(0)
-    att = AdditiveAttention(4, 3, 16)
-    memory, query = torch.randn(2, 5, 3), torch.randn(2, 2, 4)
-    with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16):
-        keys = att.precompute(memory)
-        scores = att.score(query, keys)
-        q = att.query_layer(query)
-    assert keys.dtype == q.dtype == torch.bfloat16 and scores.dtype == torch.float32
-    z = q.float().unsqueeze(2) + keys.float().unsqueeze(1)                  # (B, Tq, S, A)
-    v = att.energy.weight[0].detach()
-    expected = torch.tanh(z.detach()) @ v
-    assert scores.detach() == pytest.approx(expected, abs=1e-5)
-    lowp = (torch.tanh(z.detach().bfloat16()) @ v.bfloat16()).float()
-    assert (lowp - expected).abs().max() > 1e-4                             # bf16 would differ
-
-
 # ---------------------------------------------------------------- a whole decoder step
 
 def gru_oracle(x, h, rnn):

@@ -137,24 +137,20 @@ class AdditiveAttention(Attention):
             if coverage is not None:
                 z = z + coverage.unsqueeze(-1) * self.coverage_weight
             return self.energy(torch.tanh(z)).squeeze(-1)
-        # 2z in one pass, (B, Tq, S, A): doubling is exact, so 2q + 2k_j = 2(q + k_j) bit for bit.
-        # Always in float32 (under bf16 / fp16 autocast q and k arrive in low precision): the
-        # element-wise work is the step's largest, and torch's CPU sigmoid is 2.6x slower on
-        # bfloat16 than on float32 (its tanh 8.5x); the cell and the softmax are float32 too.
-        z = torch.add((2 * q).unsqueeze(2).float(), keys.unsqueeze(1), alpha=2)
+        # 2z in one pass, (B, Tq, S, A): doubling is exact, so 2q + 2k_j = 2(q + k_j) bit for bit
+        z = torch.add((2 * q).unsqueeze(2), keys.unsqueeze(1), alpha=2)
         if coverage is not None:                                      # + w_c c_j (See et al. eq. 11)
             z = z + coverage.unsqueeze(-1) * (2 * self.coverage_weight)
         s = z.sigmoid_()                                              # sigmoid(2z), in place
-        v = self.energy.weight[0].float()
+        v = self.energy.weight[0].to(s.dtype)
         # v_a^T tanh(z) = 2 v_a^T sigmoid(2z) - sum(v_a).  With gradients, as multiply-and-sum:
         # a (.., A) x (A, 1) product's backward is an outer product that BLAS runs several
-        # times slower than this on CPU; without them (decoding), one matrix-vector product
-        # (torch.mv: autocast leaves it in float32, where matmul would cast s down first).
+        # times slower than this on CPU; without them (decoding), one matrix-vector product.
         if torch.is_grad_enabled() and (s.requires_grad or v.requires_grad):
             energy = (s * (2 * v)).sum(-1)
         else:
-            energy = torch.mv(s.view(-1, s.size(-1)), 2 * v).view(s.shape[:-1])
-        return energy - v.sum()                                       # (B, Tq, S), float32
+            energy = torch.matmul(s, 2 * v)
+        return energy - v.sum()                                       # (B, Tq, S)
 
 
 def build_attention(kind: str, query_size: int, memory_size: int, attention_size: int | None,

@@ -325,9 +325,8 @@ class RNNDecoder(nn.Module):
 
     def _attentional(self, h: Tensor, weights: Tensor, source: SourceMemory, w_ch: Tensor) -> Tensor:
         """o = tanh(W_ch h + b + sum_j a_j W_cc h_j) (Luong eq. 5).
-        h: (B, T, H), weights: (B, T, S) -> (B, T, H), float32 (under autocast the products
-        run in its dtype, the sum and tanh in float32, where torch's CPU sigmoid is 2.6x faster)."""
-        return logistic_tanh(F.linear(h, w_ch, self.combine.bias).float() + torch.bmm(weights, source.memory_proj))
+        h: (B, T, H), weights: (B, T, S) -> (B, T, H)."""
+        return logistic_tanh(F.linear(h, w_ch, self.combine.bias) + torch.bmm(weights, source.memory_proj))
 
     def _step_cache(self) -> StepCache:
         """Weight views for a run of steps: the cell's, and W_ch cast once for autocast."""
