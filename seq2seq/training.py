@@ -681,6 +681,26 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> RunLock:
     return lock
 
 
+@contextlib.contextmanager
+def flush_denormals(on: bool):
+    """Flush-to-zero / denormals-are-zero (``torch.set_flush_denormal``) for a run, when
+    ``on`` (``training.flush_denormal``): float32 values below 1.2e-38 read and written as 0.
+
+    Entered before anything else of the run: the CPU's flags are per thread, and torch's
+    intra-op worker threads copy them from this one when they are created, so set after
+    the model is built they would reach this thread only.  On exit this thread goes back
+    to torch's default (off; libraries such as hypothesis refuse to run under FTZ); worker
+    threads created during the run keep it, which affects nothing but denormals."""
+    if not on:
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def _setup_torch(config) -> tuple[Ranks, torch.device]:
     """Threads, the device, and under torchrun the process group (:func:`seq2seq.distributed.init`)."""
     t = config.training
@@ -749,8 +769,9 @@ def train(config, run_dir: str | Path, overwrite: bool = False) -> Path:
             rank of the job that stopped.
     """
     run_dir = Path(run_dir)
-    ranks, device = _setup_torch(config)
-    with _distributed_job(ranks), contextlib.ExitStack() as stack:
+    with flush_denormals(config.training.flush_denormal), contextlib.ExitStack() as stack:
+        ranks, device = _setup_torch(config)
+        stack.enter_context(_distributed_job(ranks))
         torch.manual_seed(config.seed)
 
         def create():                        # data and model errors come before the run directory exists
@@ -802,8 +823,9 @@ def resume(run_dir: str | Path, overrides: Optional[list[str]] = None) -> Path:
     if not (run_dir / "config.yaml").is_file():
         raise Seq2SeqError(f"{run_dir}: not a run directory (no config.yaml)")
     config = load_config(run_dir / "config.yaml", overrides)
-    ranks, device = _setup_torch(config)
-    with _distributed_job(ranks), contextlib.ExitStack() as stack:
+    with flush_denormals(config.training.flush_denormal), contextlib.ExitStack() as stack:
+        ranks, device = _setup_torch(config)
+        stack.enter_context(_distributed_job(ranks))
         ranks.main_first(lambda: stack.enter_context(RunLock(run_dir)))     # one writer per run directory
         task = build_task(config, run_dir)
         model = task.build_model().to(device)

@@ -240,6 +240,33 @@ def test_precision_auto_is_bf16_only_where_bfloat16_is_native(tiny_data, tmp_pat
         assert f"[precision] auto: {expected} on cpu" in capsys.readouterr().err
 
 
+def test_training_flushes_denormals_on_cpu(tiny_data, tmp_path, monkeypatch):
+    """training.flush_denormal (default on): float32 values below 1.2e-38 read as 0 in every
+    update (flush-to-zero / denormals-are-zero, set before the run starts) and not after it;
+    false leaves the process's setting alone."""
+    from seq2seq import training
+
+    torch.set_flush_denormal(False)
+    tiny = torch.tensor([1e-39])                    # a float32 denormal (made while not flushed)
+    seen = []
+    step = training.Trainer.train_step
+
+    def recording_step(self, batches):
+        seen.append((tiny * 1.0).item() == 0)
+        return step(self, batches)
+
+    monkeypatch.setattr(training.Trainer, "train_step", recording_step)
+    try:
+        assert (tiny * 1.0).item() != 0
+        train(make_config(tiny_data, **{"training.max_steps": 3, "training.flush_denormal": False}), tmp_path / "off")
+        assert seen == [False] * 3
+        seen.clear()
+        train(make_config(tiny_data, **{"training.max_steps": 3}), tmp_path / "on")
+        assert seen == [True] * 3 and (tiny * 1.0).item() != 0
+    finally:
+        torch.set_flush_denormal(False)
+
+
 # ---------------------------------------------------------------- scheduled sampling
 
 def test_scheduled_sampling_is_applied_logged_and_drawn(tiny_data, tmp_path):

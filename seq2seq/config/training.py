@@ -94,7 +94,13 @@ class TrainingConfig(Section):
     random initialisation; the optimizer, schedule and counters start afresh, and the
     model sizes and vocabularies must be the run's.  ``precision: auto`` picks bf16
     mixed precision where the device has native bfloat16 products and fp32 elsewhere
-    (:func:`seq2seq.training.resolve_precision`; the log says which).
+    (:func:`seq2seq.training.resolve_precision`; the log says which).  ``flush_denormal``
+    sets the CPU's flush-to-zero / denormals-are-zero mode (``torch.set_flush_denormal``)
+    before anything else of the run (:func:`seq2seq.training.flush_denormals`): as
+    a model trains, gradients and intermediate values fall below float32's normal range,
+    where x86 arithmetic takes a slow path.  On a 2-core Xeon the quick-start's fp32
+    updates slowed from 15,000 to 5,000 target tokens/s over 10 minutes without it
+    (docs/benchmarks.md, Training speed).
 
     Under torchrun, ``batch_size`` is per rank (a global batch of ``batch_size``
     times the number of ranks) and the learning rate is used as given
@@ -149,6 +155,9 @@ class TrainingConfig(Section):
         "fp32", description="bf16: autocast, matrix products in bfloat16; auto: bf16 where the device multiplies "
                             "bfloat16 natively (a CUDA GPU that supports it, a CPU with avx512_bf16, amx_bf16 or "
                             "Arm bf16), fp32 elsewhere")
+    flush_denormal: bool = Field(True, description="CPU: float32 values below 1.2e-38 (denormals) read and written "
+                                                   "as 0 while training (flush-to-zero); false leaves the "
+                                                   "process's setting as it is")
     progress_bar: bool = Field(True, description="tqdm bar on a terminal (plain log lines otherwise)")
     loggers: list[Literal["tensorboard"]] = Field(
         default_factory=list, description="loggers besides metrics.jsonl: tensorboard (RUN/tensorboard); [] = none")
